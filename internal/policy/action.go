@@ -71,4 +71,8 @@ type Decision struct {
 	Rule    string  `json:"rule"` // rule text, or "default:<effect>", or "mode:<mode>"
 	By      By      `json:"by"`
 	Reason  string  `json:"reason,omitempty"`
+	// Op is the index in Action.Ops of the op that decided (0 for DecideOp).
+	Op int `json:"op,omitempty"`
+	// Target is the path of the deciding op's target, if it has one.
+	Target string `json:"target,omitempty"`
 }
