@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -241,19 +240,18 @@ func compileDomain(p string) (string, string) {
 	return d, ""
 }
 
-// hostOf returns the lower-case host name of a WebFetch subject: a host, host:port or URL.
+// hostOf returns the lower-case host name of a WebFetch subject: a host, host:port, or a URL
+// with or without its scheme.
 func hostOf(subject string) string {
 	s := strings.TrimSpace(subject)
-	if strings.Contains(s, "://") {
-		if u, err := url.Parse(s); err == nil {
-			s = u.Hostname()
-		} else {
-			return ""
-		}
-	} else if h, _, err := net.SplitHostPort(s); err == nil {
-		s = h
+	if !strings.Contains(s, "://") {
+		s = "//" + s
 	}
-	return strings.ToLower(strings.TrimSuffix(s, "."))
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 }
 
 func matchDomain(pattern, host string) bool {
