@@ -31,6 +31,9 @@ type Mount struct {
 	Grant
 	Kind Kind
 	Root *os.Root
+
+	virtual string // /sessions/<id>/mnt/<Name>, set by Open
+	real    string // Path with symlinks evaluated, to map absolute symlink targets back in
 }
 
 // Session is one isolated environment's view of the host: its id and its mounts.
