@@ -151,9 +151,10 @@ func (p *Provider) Complete(ctx context.Context, req model.Request) (*model.Resp
 		return acc.response(), nil
 	}
 	if err := stream.Err(); err != nil {
+		interrupted := acc.started && model.IsTransportError(err)
 		err = classify(ctx, err, last.status, last.header)
 		var me *model.Error
-		if acc.started && errors.As(err, &me) && me.StatusCode == 0 {
+		if interrupted && errors.As(err, &me) {
 			me.Err = fmt.Errorf("stream interrupted: %w", me.Err)
 		}
 		return nil, err

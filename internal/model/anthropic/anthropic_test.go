@@ -632,3 +632,26 @@ func TestBadSchemaIsNotRetryable(t *testing.T) {
 		t.Fatalf("requests = %d", s.requests())
 	}
 }
+
+func TestTruncatedErrorBodyKeepsStatus(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "200")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(529)
+		io.WriteString(w, `{"type":"error","err`)
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		conn.Close()
+	})
+	_, err := s.provider(t).Complete(context.Background(), basicRequest())
+	var me *model.Error
+	if !errors.As(err, &me) || me.StatusCode != 529 || !me.Retryable || me.RetryAfter != time.Second {
+		t.Fatalf("err = %v", err)
+	}
+	t.Logf("truncated error body: %v", err)
+}
