@@ -119,6 +119,8 @@ func (p *Provider) Model() string { return p.model }
 
 // Complete runs one streaming Messages call. Text deltas go to req.OnText as they arrive. Tool
 // inputs are returned as the raw JSON text the model streamed, valid or not ("{}" when empty).
+// StopReason is the API's ("end_turn", "tool_use", "max_tokens", ...). Usage.InputTokens counts
+// the whole prompt, cache reads and writes included. Thinking and server-tool blocks are dropped.
 // Errors are *model.Error, except a done ctx, whose error is returned (wrapped) as it is.
 func (p *Provider) Complete(ctx context.Context, req model.Request) (*model.Response, error) {
 	params, err := p.params(req)

@@ -144,8 +144,9 @@ func (p *Provider) Name() string { return p.name }
 func (p *Provider) Model() string { return p.model }
 
 // Complete runs one streaming Chat Completions call. Text deltas go to req.OnText as they arrive.
-// Tool call arguments are returned as the raw text the model streamed, valid JSON or not ("{}"
-// when empty). finish_reason is mapped to the neutral stop reasons: "stop" → "end_turn",
+// A refusal is returned as text. Tool call arguments are returned as the raw text the model
+// streamed, valid JSON or not ("{}" when empty); a call the server sent without an id gets a
+// random "call_..." one. finish_reason is mapped to the neutral stop reasons: "stop" → "end_turn",
 // "tool_calls" → "tool_use", "length" → "max_tokens", anything else verbatim; a reply that
 // carries tool calls is "tool_use" whatever the server said (some servers say "stop"). Errors are
 // *model.Error, except a done ctx, whose error is returned (wrapped) as it is.
