@@ -14,8 +14,13 @@ import (
 	"github.com/keepup/keepup/internal/task"
 )
 
-// ErrNotFound is returned when a task, call or approval does not exist.
+// ErrNotFound is returned when a task, call or approval does not exist. Commit returns it
+// (wrapped) for an event, call or approval of a task that was never stored.
 var ErrNotFound = errors.New("not found")
+
+// ErrDuplicateEvent is returned (wrapped) by Commit when an event's (Task, Seq) is already
+// stored; nothing of the batch is applied.
+var ErrDuplicateEvent = errors.New("event seq already used")
 
 // CallStatus is the journal state of one tool call.
 type CallStatus string

@@ -1,0 +1,145 @@
+// Package agent owns the agent loop and the one pipeline every tool call goes through:
+//
+//	decode args -> resolve scope -> classify effect -> guard (provenance) -> policy -> [approval]
+//	  -> journal intent -> execute -> journal result -> audit -> label provenance -> model
+//
+// It drives a task through its lifecycle (planning, running, summarizing), enforces budgets,
+// compacts the context and records every step as events, journal rows and audit entries in one
+// store transaction each. It must never touch the host except through tools, and never let the
+// model widen its own permissions.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keepup/keepup/internal/event"
+	"github.com/keepup/keepup/internal/guard"
+	"github.com/keepup/keepup/internal/model"
+	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/scope"
+	"github.com/keepup/keepup/internal/store"
+	"github.com/keepup/keepup/internal/task"
+	"github.com/keepup/keepup/internal/tool"
+)
+
+// Answer is a person's answer to an approval request.
+type Answer string
+
+const (
+	AnswerYes     Answer = "yes"      // this call only
+	AnswerNo      Answer = "no"       // refuse this call
+	AnswerYesTask Answer = "yes-task" // this call and every later one of the same effect in this task
+)
+
+// ApprovalRequest is what a person is shown before a significant action.
+type ApprovalRequest struct {
+	ID         string
+	Task       string
+	CallID     string
+	Tool       string
+	Effect     policy.Effect
+	Summary    string
+	Targets    []policy.Target
+	Rule       string
+	Provenance guard.Label
+}
+
+// Person answers approvals and questions. The CLI asks on the terminal; the daemon (later) puts
+// them in its inbox.
+type Person interface {
+	Approve(ctx context.Context, req ApprovalRequest) (Answer, error)
+	Answer(ctx context.Context, question string) (string, error)
+}
+
+// Decider decides on a classified action (the policy with the task's approval mode bound).
+type Decider func(policy.Action) policy.Decision
+
+// Budgets are enforced by the runtime whatever the model does. Zero means no limit.
+type Budgets struct {
+	MaxTurns  int           // model turns in the work phase; default 100
+	MaxTokens int64         // input+output tokens over the task
+	WallTime  time.Duration // from the start of Run
+}
+
+// Config is everything a Runner needs. Fields marked required are checked by New.
+type Config struct {
+	Store    store.Store    // required
+	Provider model.Provider // required; wrapped with Retry
+	Tools    *tool.Registry // required
+	Decide   Decider        // required
+	Person   Person         // required
+	Session  *scope.Session // required
+	Task     *task.Task     // required: a new task (status queued) or one to continue
+
+	Retry   model.RetryConfig
+	Budgets Budgets
+	// MaxConsecutiveErrors fails the task after this many malformed tool calls in a row (unknown
+	// tool, invalid JSON, schema mismatch). Default 5.
+	MaxConsecutiveErrors int
+	// ContextWindow is the model's window in tokens (default 200,000). Compaction starts when the
+	// conversation reaches CompactAt of it (default 0.75), keeping the last KeepMessages messages
+	// (default 6).
+	ContextWindow int
+	CompactAt     float64
+	KeepMessages  int
+	// MaxTokensPerTurn is the output cap of one model call (default 8192).
+	MaxTokensPerTurn int
+	// AuditModelContent records the text of model turns in the audit (off by default).
+	AuditModelContent bool
+	// OnEvent receives every event after it is committed to the journal.
+	OnEvent func(event.Event)
+	// OnText receives streamed model text as it arrives (not journalled until the turn ends).
+	OnText func(string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("agent: Config.Store is required")
+	case c.Provider == nil:
+		return errors.New("agent: Config.Provider is required")
+	case c.Tools == nil:
+		return errors.New("agent: Config.Tools is required")
+	case c.Decide == nil:
+		return errors.New("agent: Config.Decide is required")
+	case c.Person == nil:
+		return errors.New("agent: Config.Person is required")
+	case c.Session == nil:
+		return errors.New("agent: Config.Session is required")
+	case c.Task == nil:
+		return errors.New("agent: Config.Task is required")
+	}
+	if c.Budgets.MaxTurns == 0 {
+		c.Budgets.MaxTurns = 100
+	}
+	if c.Budgets.MaxTurns < 0 || c.Budgets.MaxTokens < 0 || c.Budgets.WallTime < 0 {
+		return errors.New("agent: Config.Budgets: limits must not be negative")
+	}
+	if c.MaxConsecutiveErrors == 0 {
+		c.MaxConsecutiveErrors = 5
+	}
+	if c.ContextWindow == 0 {
+		c.ContextWindow = 200_000
+	}
+	if c.CompactAt == 0 {
+		c.CompactAt = 0.75
+	}
+	if c.CompactAt <= 0 || c.CompactAt >= 1 {
+		return fmt.Errorf("agent: Config.CompactAt: %v is not between 0 and 1", c.CompactAt)
+	}
+	if c.KeepMessages == 0 {
+		c.KeepMessages = 6
+	}
+	if c.MaxTokensPerTurn == 0 {
+		c.MaxTokensPerTurn = 8192
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

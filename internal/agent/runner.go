@@ -1,0 +1,406 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keepup/keepup/internal/audit"
+	"github.com/keepup/keepup/internal/event"
+	"github.com/keepup/keepup/internal/guard"
+	"github.com/keepup/keepup/internal/model"
+	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/store"
+	"github.com/keepup/keepup/internal/task"
+)
+
+// Runner runs one task.
+type Runner struct {
+	cfg      Config
+	provider model.Provider
+	t        *task.Task
+
+	mu  sync.Mutex // guards seq and commits (read-only calls journal concurrently)
+	seq int64
+
+	msgs      []model.Message
+	label     guard.Label
+	errStreak int
+	started   bool
+
+	// facts kept for compaction summaries
+	filesRead    map[string]bool
+	filesWritten map[string]bool
+	decisions    []string
+	questions    []string
+
+	approvedForTask map[policy.Effect]bool
+	approvalN       int
+}
+
+// New checks cfg and returns a Runner for cfg.Task.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Runner{
+		cfg:             cfg,
+		t:               cfg.Task,
+		label:           guard.User(),
+		filesRead:       map[string]bool{},
+		filesWritten:    map[string]bool{},
+		approvedForTask: map[policy.Effect]bool{},
+	}
+	rc := cfg.Retry
+	user := rc.OnRetry
+	rc.OnRetry = func(attempt int, err error, wait time.Duration) {
+		b := &store.Batch{}
+		r.mu.Lock()
+		r.addEvent(b, event.ModelRetry, map[string]any{"attempt": attempt, "error": err.Error(), "wait_ms": wait.Milliseconds()})
+		r.mu.Unlock()
+		_ = r.commit(context.Background(), b)
+		if user != nil {
+			user(attempt, err, wait)
+		}
+	}
+	r.provider = model.WithRetry(cfg.Provider, rc)
+	return r, nil
+}
+
+// Task returns the task record as the runner last wrote it.
+func (r *Runner) Task() *task.Task { return r.t }
+
+// ErrBudget is wrapped by the failure of a task that ran out of a budget.
+var ErrBudget = errors.New("budget exhausted")
+
+// Run drives the task to an end state and returns the final record. The returned error is only
+// for failures of the runtime itself (the store); a failed or cancelled task is not an error.
+func (r *Runner) Run(ctx context.Context) (*task.Task, error) {
+	if r.cfg.Budgets.WallTime > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.cfg.Budgets.WallTime,
+			fmt.Errorf("%w: wall time (%s) reached", ErrBudget, r.cfg.Budgets.WallTime))
+		defer cancel()
+	}
+	if err := r.begin(ctx); err != nil {
+		return r.t, err
+	}
+	workErr := r.work(ctx)
+	return r.t, r.finish(ctx, workErr)
+}
+
+// begin records the task's creation and moves it to planning.
+func (r *Runner) begin(ctx context.Context) error {
+	now := r.cfg.Now()
+	if r.t.Status == "" {
+		r.t.Status = task.Queued
+	}
+	if r.t.CreatedAt.IsZero() {
+		r.t.CreatedAt = now
+	}
+	r.t.UpdatedAt = now
+	if r.t.Session == "" {
+		r.t.Session = r.cfg.Session.ID
+	}
+	grants := make([]map[string]string, 0, len(r.cfg.Session.Mounts))
+	for _, m := range r.cfg.Session.Mounts {
+		grants = append(grants, map[string]string{"name": m.Name, "path": m.Path, "mode": string(m.Mode), "kind": string(m.Kind), "mount": r.cfg.Session.MountRoot() + "/" + m.Name})
+	}
+	b := &store.Batch{Task: r.t}
+	r.addEvent(b, event.TaskCreated, map[string]any{
+		"prompt": r.t.Prompt, "model": r.t.Model, "approvals": r.t.Approvals,
+		"grants": grants, "outputs": r.t.Outputs, "parent": r.t.Parent,
+	})
+	r.addAudit(b, "task.created", map[string]any{
+		"prompt_sha256": digest(r.t.Prompt), "prompt_bytes": len(r.t.Prompt),
+		"model": r.t.Model, "approvals": r.t.Approvals, "grants": grants,
+	})
+	if err := r.commit(ctx, b); err != nil {
+		return err
+	}
+	r.started = true
+	return r.setStatus(ctx, task.Planning, "")
+}
+
+// work runs model <-> tool turns until the model stops calling tools, a budget runs out, the
+// context is cancelled or the task fails. It returns nil when the work phase ended normally.
+func (r *Runner) work(ctx context.Context) error {
+	r.msgs = []model.Message{{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: r.firstMessage()}}}}
+	for turn := 1; ; turn++ {
+		if err := r.checkBudgets(ctx, turn); err != nil {
+			return err
+		}
+		resp, err := r.call(ctx, turn, model.PurposeWork)
+		if err != nil {
+			return err
+		}
+		r.msgs = append(r.msgs, normalizeAssistant(resp.Message))
+		uses := resp.Message.ToolUses()
+		if len(uses) == 0 {
+			return nil
+		}
+		results, err := r.runCalls(ctx, turn, uses)
+		if err != nil {
+			return err
+		}
+		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: results})
+		if r.errStreak >= r.cfg.MaxConsecutiveErrors {
+			return fmt.Errorf("the model made %d malformed tool calls in a row; the last: %s", r.errStreak, lastError(results))
+		}
+		if err := r.maybeCompact(ctx, resp.Usage); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Runner) checkBudgets(ctx context.Context, turn int) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if turn > r.cfg.Budgets.MaxTurns {
+		return fmt.Errorf("%w: max turns (%d) reached", ErrBudget, r.cfg.Budgets.MaxTurns)
+	}
+	if max := r.cfg.Budgets.MaxTokens; max > 0 {
+		if used := r.t.Usage.InputTokens + r.t.Usage.OutputTokens; used >= max {
+			return fmt.Errorf("%w: max tokens (%d) reached after %d", ErrBudget, max, used)
+		}
+	}
+	return nil
+}
+
+// call makes one model call and records it: usage on the task, a model.turn event, the text as
+// model.text and a model.call audit entry.
+func (r *Runner) call(ctx context.Context, turn int, purpose model.Purpose) (*model.Response, error) {
+	req := model.Request{
+		System:    systemPrompt(r.cfg.Session, purpose),
+		Messages:  r.msgs,
+		Tools:     r.cfg.Tools.Specs(),
+		MaxTokens: r.cfg.MaxTokensPerTurn,
+		Purpose:   purpose,
+		Vars:      map[string]string{"session": r.cfg.Session.ID, "task": r.t.ID},
+	}
+	if purpose == model.PurposeWork {
+		req.OnText = r.cfg.OnText // the summary is shown once, from its event
+	}
+	resp, err := r.provider.Complete(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("model call failed: %w", err)
+	}
+	r.t.Turns = max(r.t.Turns, turn)
+	r.t.Usage.InputTokens += resp.Usage.InputTokens
+	r.t.Usage.OutputTokens += resp.Usage.OutputTokens
+	r.t.UpdatedAt = r.cfg.Now()
+	b := &store.Batch{Task: r.t}
+	r.addEvent(b, event.ModelTurn, map[string]any{
+		"turn": turn, "purpose": purpose, "provider": r.provider.Name(), "model": resp.Model,
+		"usage": resp.Usage, "stop_reason": resp.StopReason, "tool_calls": len(resp.Message.ToolUses()),
+	})
+	if text := resp.Message.Text(); text != "" {
+		r.addEvent(b, event.ModelText, map[string]any{"turn": turn, "text": text})
+	}
+	ad := map[string]any{
+		"provider": r.provider.Name(), "model": resp.Model, "turn": turn, "purpose": purpose,
+		"input_tokens": resp.Usage.InputTokens, "output_tokens": resp.Usage.OutputTokens,
+		"stop_reason": resp.StopReason,
+	}
+	if r.cfg.AuditModelContent {
+		ad["content"] = resp.Message
+	}
+	r.addAudit(b, "model.call", ad)
+	if err := r.commit(ctx, b); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// finish runs the summarizing turn when it can and moves the task to its end state.
+func (r *Runner) finish(ctx context.Context, workErr error) error {
+	cancelled := workErr != nil && errors.Is(workErr, context.Canceled) && !errors.Is(workErr, ErrBudget)
+	if workErr != nil && errors.Is(workErr, context.DeadlineExceeded) {
+		workErr = fmt.Errorf("%w: %v", ErrBudget, workErr)
+	}
+	var storeErr *storeError
+	if errors.As(workErr, &storeErr) {
+		return workErr
+	}
+	if cancelled {
+		r.t.Error = "cancelled"
+		return r.end(task.Cancelled, "cancelled")
+	}
+	// A budget or a failing model still deserves a summary of what was done when the model can
+	// be asked; otherwise the runtime writes one.
+	sctx := ctx
+	if ctx.Err() != nil {
+		sctx = context.WithoutCancel(ctx)
+	}
+	if err := r.setStatus(sctx, task.Summarizing, errText(workErr)); err != nil {
+		return err
+	}
+	summary := ""
+	if workErr == nil || errors.Is(workErr, ErrBudget) && !strings.Contains(workErr.Error(), "tokens") {
+		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: summaryRequest}}})
+		resp, err := r.call(sctx, r.t.Turns+1, model.PurposeSummary)
+		var se *storeError
+		if errors.As(err, &se) {
+			return err
+		}
+		if err == nil {
+			summary = strings.TrimSpace(resp.Message.Text())
+		} else if workErr == nil {
+			workErr = fmt.Errorf("summary: %w", err)
+		}
+	}
+	if summary == "" {
+		summary = r.runtimeSummary(workErr)
+	}
+	r.t.Summary = summary
+	b := &store.Batch{Task: r.t}
+	r.addEvent(b, event.TaskSummary, map[string]any{"summary": summary, "outputs": r.t.Outputs})
+	r.addAudit(b, "task.summary", map[string]any{"summary_sha256": digest(summary)})
+	if err := r.commit(sctx, b); err != nil {
+		return err
+	}
+	if workErr != nil {
+		r.t.Error = workErr.Error()
+		return r.end(task.Failed, r.t.Error)
+	}
+	return r.end(task.Completed, "")
+}
+
+func (r *Runner) end(to task.State, reason string) error {
+	ctx := context.Background()
+	if err := r.setStatus(ctx, to, reason); err != nil {
+		return err
+	}
+	b := &store.Batch{}
+	data := map[string]any{"status": to, "turns": r.t.Turns, "usage": r.t.Usage, "outputs": r.t.Outputs}
+	if r.t.Error != "" {
+		data["error"] = r.t.Error
+	}
+	r.addEvent(b, event.TaskFinished, data)
+	r.addAudit(b, "task.finished", data)
+	return r.commit(ctx, b)
+}
+
+// setStatus applies a lifecycle transition, refusing an illegal one.
+func (r *Runner) setStatus(ctx context.Context, to task.State, reason string) error {
+	from := r.t.Status
+	if err := task.Transition(from, to); err != nil {
+		return err
+	}
+	r.t.Status = to
+	r.t.UpdatedAt = r.cfg.Now()
+	b := &store.Batch{Task: r.t}
+	data := map[string]any{"from": from, "to": to}
+	if reason != "" {
+		data["reason"] = reason
+	}
+	r.addEvent(b, event.TaskStatus, data)
+	r.addAudit(b, "task.status", data)
+	return r.commit(ctx, b)
+}
+
+// storeError marks a failure to write the journal: the task cannot go on safely.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return "store: " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// addEvent appends an event with the next sequence number to b.
+func (r *Runner) addEvent(b *store.Batch, typ string, data any) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		raw, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
+	}
+	r.seq++
+	b.Events = append(b.Events, event.Event{
+		Seq: r.seq, Time: r.cfg.Now().UTC(), Task: r.t.ID, Session: r.cfg.Session.ID, Type: typ, Data: raw,
+	})
+}
+
+func (r *Runner) addAudit(b *store.Batch, typ string, data any) {
+	b.Audit = append(b.Audit, audit.Entry{Time: r.cfg.Now(), Type: typ, Task: r.t.ID, Session: r.cfg.Session.ID, Data: data})
+}
+
+// commit writes b in one transaction, then hands its events to OnEvent. Journal writes are not
+// cancelled with the task: a cancelled task must still be recorded.
+func (r *Runner) commit(ctx context.Context, b *store.Batch) error {
+	if err := r.cfg.Store.Commit(context.WithoutCancel(ctx), b); err != nil {
+		return &storeError{err}
+	}
+	if r.cfg.OnEvent != nil {
+		for _, e := range b.Events {
+			r.cfg.OnEvent(e)
+		}
+	}
+	return nil
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func lastError(results []model.Block) string {
+	for i := len(results) - 1; i >= 0; i-- {
+		if results[i].IsError {
+			return results[i].Content
+		}
+	}
+	return "(none)"
+}
+
+// normalizeAssistant drops empty text blocks, which some APIs reject when replayed.
+func normalizeAssistant(m model.Message) model.Message {
+	out := model.Message{Role: model.RoleAssistant}
+	for _, b := range m.Content {
+		if b.Type == model.BlockText && strings.TrimSpace(b.Text) == "" {
+			continue
+		}
+		out.Content = append(out.Content, b)
+	}
+	if len(out.Content) == 0 {
+		out.Content = []model.Block{{Type: model.BlockText, Text: "(no text)"}}
+	}
+	return out
+}
+
+// runtimeSummary is written by keepup when the model cannot give one.
+func (r *Runner) runtimeSummary(workErr error) string {
+	var sb strings.Builder
+	if workErr != nil {
+		fmt.Fprintf(&sb, "The task stopped: %v.\n", workErr)
+	}
+	done, total := r.t.Plan.Counts()
+	fmt.Fprintf(&sb, "Plan: %d of %d items finished.\n", done, total)
+	if w := sortedKeys(r.filesWritten); len(w) > 0 {
+		fmt.Fprintf(&sb, "Files written: %s.\n", strings.Join(w, ", "))
+	}
+	return strings.TrimSpace(sb.String())
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,5 @@
+package cli
+
+import "os"
+
+func osArgs() []string { return os.Args[1:] }

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Exit codes (DESIGN.md).
+const (
+	ExitOK        = 0
+	ExitFailed    = 1
+	ExitUsage     = 2
+	ExitCancelled = 3
+	ExitRefused   = 4
+)
+
+// usageError is a usage or configuration error: one line, exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// exitError carries an exit code with an optional message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+const usage = `keepup — an agent runtime that works on the folders you grant it
+
+Usage:
+  keepup run [--grant [NAME=]PATH[:ro|:rw]]... [--upload FILE]... [--model SPEC]
+             [--approvals ask|deny|auto] [--json] [--max-turns N] PROMPT
+  keepup demo                 run a scripted demo task on sample files
+  keepup tasks                list tasks
+  keepup task show ID         show a task, its plan and summary
+  keepup audit verify         check the audit chain
+  keepup audit export [--task ID]
+  keepup version
+
+Model SPEC: anthropic:MODEL, openai:MODEL, ollama:MODEL, script:FILE
+Environment: KEEPUP_HOME, KEEPUP_MODEL, KEEPUP_MANAGED_POLICY, ANTHROPIC_API_KEY, OPENAI_API_KEY, OPENAI_BASE_URL
+`
+
+// Main runs keepup with os.Args-style arguments taken from st and returns the exit code.
+func Main(st *State) int { return Run(st, osArgs()) }
+
+// Run runs one command line (without the program name) and returns the exit code.
+func Run(st *State, args []string) int {
+	err := dispatch(st, args)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(st.Stderr, "keepup: "+ee.msg)
+		}
+		return ee.code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(st.Stderr, "keepup: "+oneLine(ue.msg))
+		return ExitUsage
+	}
+	fmt.Fprintln(st.Stderr, "keepup: "+oneLine(err.Error()))
+	return ExitFailed
+}
+
+func dispatch(st *State, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(st.Stderr, usage)
+		return &exitError{code: ExitUsage}
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(st, args[1:])
+	case "demo":
+		return cmdDemo(st, args[1:])
+	case "tasks":
+		return cmdTasks(st, args[1:])
+	case "task":
+		if len(args) >= 2 && args[1] == "show" {
+			return cmdTaskShow(st, args[2:])
+		}
+		return usagef("usage: keepup task show ID")
+	case "audit":
+		if len(args) >= 2 {
+			switch args[1] {
+			case "verify":
+				return cmdAuditVerify(st, args[2:])
+			case "export":
+				return cmdAuditExport(st, args[2:])
+			}
+		}
+		return usagef("usage: keepup audit verify | keepup audit export [--task ID]")
+	case "version", "--version":
+		return cmdVersion(st, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(st.Stdout, usage)
+		return nil
+	}
+	return usagef("unknown command %q; run 'keepup help' for the list", args[0])
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keepup/keepup/internal/agent"
+	"github.com/keepup/keepup/internal/event"
+	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/scope"
+	"github.com/keepup/keepup/internal/store/sqlite"
+	"github.com/keepup/keepup/internal/task"
+	"github.com/keepup/keepup/internal/tool"
+)
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// runOptions is one `keepup run`.
+type runOptions struct {
+	prompt    string
+	grants    []string
+	uploads   []string
+	model     string
+	approvals string
+	json      bool
+	maxTurns  int
+	// quietSummary leaves the closing lines to the caller (demo).
+	quiet bool
+}
+
+func cmdRun(st *State, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o runOptions
+	var grants, uploads listFlag
+	fs.Var(&grants, "grant", "folder to grant: [NAME=]PATH[:ro|:rw] (repeatable)")
+	fs.Var(&uploads, "upload", "file to attach, read-only and untrusted (repeatable)")
+	fs.StringVar(&o.model, "model", "", "model spec")
+	fs.StringVar(&o.approvals, "approvals", "", "ask|deny|auto")
+	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
+	fs.IntVar(&o.maxTurns, "max-turns", 0, "maximum model turns")
+	if err := fs.Parse(args); err != nil {
+		return usagef("run: %v", err)
+	}
+	o.grants, o.uploads = grants, uploads
+	o.prompt = strings.TrimSpace(strings.Join(fs.Args(), " "))
+	if o.prompt == "" {
+		return usagef("run: a PROMPT is needed: keepup run [flags] \"what to do\"")
+	}
+	if o.maxTurns < 0 {
+		return usagef("run: --max-turns %d: must be positive", o.maxTurns)
+	}
+	res, err := runTask(st, o)
+	if err != nil {
+		return err
+	}
+	return exitFor(res)
+}
+
+// exitFor maps a task's end state to the exit code of DESIGN.md.
+func exitFor(t *task.Task) error {
+	switch t.Status {
+	case task.Completed:
+		return nil
+	case task.Cancelled:
+		return &exitError{code: ExitCancelled}
+	default:
+		return &exitError{code: ExitFailed}
+	}
+}
+
+// runTask validates everything a run needs before it writes anything, then runs the task
+// in-process and returns its final record.
+func runTask(st *State, o runOptions) (*task.Task, error) {
+	set, err := loadSettings(st)
+	if err != nil {
+		return nil, err
+	}
+	modeName := o.approvals
+	if modeName == "" {
+		modeName = set.defaultMode
+	}
+	mode, err := policy.ParseMode(modeName)
+	if err != nil {
+		return nil, usagef("--approvals: %v", err)
+	}
+	if err := set.policy.CheckMode(mode); err != nil {
+		return nil, &exitError{code: ExitRefused, msg: oneLine(err.Error())}
+	}
+	var grants []scope.Grant
+	for _, g := range o.grants {
+		gr, err := scope.ParseGrant(g)
+		if err != nil {
+			return nil, usagef("--grant: %v", err)
+		}
+		grants = append(grants, gr)
+	}
+	spec := o.model
+	if spec == "" {
+		spec = defaultModelSpec(st.Getenv)
+	}
+	if spec == "" {
+		return nil, usagef("no model: pass --model SPEC (anthropic:MODEL, openai:MODEL, ollama:MODEL or script:FILE), set KEEPUP_MODEL, or set ANTHROPIC_API_KEY; or try 'keepup demo'")
+	}
+	prov, window, err := openModel(spec, st.Getenv, set)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+
+	// Validate grants and uploads (scope.Open writes nothing until all are checked), then make
+	// KEEPUP_HOME and the database.
+	_, statErr := os.Stat(set.home)
+	newHome := errors.Is(statErr, os.ErrNotExist)
+	sid := scope.NewID()
+	sess, err := scope.Open(scope.Config{
+		ID:         sid,
+		Grants:     grants,
+		Outputs:    filepath.Join(set.home, "outputs", sid),
+		Uploads:    o.uploads,
+		UploadsDir: filepath.Join(set.home, "uploads", sid),
+		Home:       set.home,
+	})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	defer sess.Close()
+	if newHome {
+		// scope.Open made it on the way to the outputs folder: KEEPUP_HOME is private.
+		_ = os.Chmod(set.home, 0o700)
+	}
+	if err := ensureHome(set.home); err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(set.home, "keepup.db")})
+	if err != nil {
+		return nil, usagef("database %s: %v", filepath.Join(set.home, "keepup.db"), err)
+	}
+	defer db.Close()
+
+	reg, err := tool.NewRegistry(tool.Builtins()...)
+	if err != nil {
+		return nil, err
+	}
+	t := &task.Task{
+		ID:        newTaskID(),
+		Session:   sid,
+		Prompt:    o.prompt,
+		Model:     spec,
+		Approvals: string(mode),
+		Outputs:   sess.Mount(scope.OutputsName).Path,
+	}
+	for _, m := range sess.Mounts {
+		t.Grants = append(t.Grants, task.Grant{Name: m.Name, Path: m.Path, Mode: string(m.Mode)})
+	}
+
+	prog := newProgress(st.Stdout, st.TTY)
+	var onEvent func(event.Event)
+	var onText func(string)
+	if o.json {
+		enc := json.NewEncoder(st.Stdout)
+		onEvent = func(e event.Event) { _ = enc.Encode(e) }
+	} else if !o.quiet {
+		onEvent = prog.event
+		onText = prog.text
+	} else {
+		onEvent = func(e event.Event) {
+			if e.Type != event.TaskSummary && e.Type != event.TaskFinished {
+				prog.event(e)
+			}
+		}
+	}
+	person := &terminalPerson{in: bufio.NewReader(st.Stdin), out: st.Stderr, headless: mode == policy.ModeDeny}
+	r, err := agent.New(agent.Config{
+		Store:             db,
+		Provider:          prov,
+		Tools:             reg,
+		Decide:            func(a policy.Action) policy.Decision { return set.policy.Decide(a, mode) },
+		Person:            person,
+		Session:           sess,
+		Task:              t,
+		Budgets:           agent.Budgets{MaxTurns: o.maxTurns},
+		ContextWindow:     window,
+		AuditModelContent: set.auditModelContent,
+		OnEvent:           onEvent,
+		OnText:            onText,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := st.Context()
+	defer stop()
+	final, err := r.Run(ctx)
+	if err != nil {
+		return final, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	return final, nil
+}
+
+// newTaskID returns a short random task id such as "t-k3v9q2xw".
+func newTaskID() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "t-" + string(b)
+}
+

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs keepup's benchmarks and writes docs/benchmarks.md with the machine and the date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CGO_ENABLED=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+go test -run '^$' -bench 'BenchmarkTurnOverhead' -benchtime 2000x -count 5 ./internal/agent/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkVerify' -benchtime 3x -count 3 ./internal/store/sqlite/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkVerify' -count 3 ./internal/audit/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkCommitTypicalBatch' -count 3 ./internal/store/sqlite/ | tee -a "$out"
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+turn_ns=$(awk '/^BenchmarkTurnOverhead/ {print $3}' "$out" | median)
+verify_sql=$(awk '/^BenchmarkVerify/ && /entries\/s/ {for (i=1;i<=NF;i++) if ($(i+1)=="entries/s") print $i}' "$out" | head -3 | median)
+verify_mem=$(awk '/^BenchmarkVerify/ && /entries\/s/ {for (i=1;i<=NF;i++) if ($(i+1)=="entries/s") print $i}' "$out" | tail -3 | median)
+commit_ns=$(awk '/^BenchmarkCommitTypicalBatch/ {print $3}' "$out" | median)
+
+cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+turn_ms=$(awk -v n="$turn_ns" 'BEGIN {printf "%.3f", n/1e6}')
+turn_ratio=$(awk -v n="$turn_ns" 'BEGIN {printf "%.2f", 2e6/n}')
+v_ratio=$(awk -v n="$verify_sql" 'BEGIN {printf "%.2f", n/500000}')
+
+cat > docs/benchmarks.md <<MD
+# Benchmarks
+
+Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu), $mem, $(go version | awk '{print $3}'), by \`scripts/bench.sh\`.
+Medians of repeated runs; ratios are target / measured for times and measured / target for rates
+(above 1 beats the target).
+
+| what | measured | target | ratio |
+|---|---|---|---|
+| runtime overhead per turn (script model, zero latency; read_file + update_plan; journal and audit on SQLite) | ${turn_ms} ms | ≤ 2 ms | ${turn_ratio}× |
+| \`audit verify\` throughput, SQLite file | $(printf "%.0f" "$verify_sql") entries/s | ≥ 500,000 entries/s | ${v_ratio}× |
+| audit chain check alone, in memory | $(printf "%.0f" "$verify_mem") entries/s | — | — |
+| one store commit (task + 3 events + 1 call + 1 audit entry) | $(awk -v n="$commit_ns" 'BEGIN {printf "%.1f", n/1000}') µs | — | — |
+
+Raw output:
+
+\`\`\`
+$(grep -E '^(Benchmark|goos|goarch|cpu|pkg)' "$out")
+\`\`\`
+MD
+echo "wrote docs/benchmarks.md"
