@@ -131,7 +131,9 @@ func euros(cents int) string { return fmt.Sprintf("%d.%02d", cents/100, cents%10
 // read what tools return.
 func demoReport() string {
 	all := append(append([]demoReceipt(nil), demoReceipts...), demoCSV...)
-	sort.Slice(all, func(i, j int) bool { return all[i].date < all[j].date || all[i].date == all[j].date && all[i].vendor < all[j].vendor })
+	sort.Slice(all, func(i, j int) bool {
+		return all[i].date < all[j].date || all[i].date == all[j].date && all[i].vendor < all[j].vendor
+	})
 	var sb strings.Builder
 	sb.WriteString("# Expense report: Lisbon trip, 2-4 October 2026\n\n| Date | Vendor | Category | EUR |\n|---|---|---|---:|\n")
 	byCat := map[string]int{}

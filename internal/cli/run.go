@@ -219,4 +219,3 @@ func newTaskID() string {
 	}
 	return "t-" + string(b)
 }
-
