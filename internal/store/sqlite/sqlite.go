@@ -8,7 +8,7 @@
 // reads through a separate pool, in WAL mode so that reads never wait for a writer.
 //
 // It must never decide policy, run tools or check the audit chain (audit.Verify does), and
-// never write anything outside a Commit except the schema.
+// never change stored data outside a Commit (creating and migrating the schema aside).
 package sqlite
 
 import (
@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +47,7 @@ func (c *Config) validate() error {
 	if c.Path == "" {
 		return errors.New("sqlite: Config.Path: empty; want a database file such as $KEEPUP_HOME/keepup.db")
 	}
-	if c.Path == ":memory:" || (len(c.Path) > 5 && c.Path[:5] == "file:") {
+	if c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:") {
 		return fmt.Errorf("sqlite: Config.Path: %q: want a file path (a URI or :memory: cannot be shared by the write and read connections)", c.Path)
 	}
 	if c.BusyTimeout < 0 {
