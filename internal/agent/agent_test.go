@@ -524,3 +524,27 @@ func BenchmarkTurnOverhead(b *testing.B) {
 		b.Fatalf("%v %s %s", err, final.Status, final.Error)
 	}
 }
+
+func TestYesForTaskNeverCoversProtectedPaths(t *testing.T) {
+	t.Parallel()
+	b, cfg := setup(t, `{"turns": [`+planTurn+`,
+		{"tool_calls": [{"name": "write_file", "input": {"path": "a.txt", "content": "new"}}]},
+		{"tool_calls": [{"name": "write_file", "input": {"path": "b.txt", "content": "new"}}]},
+		{"tool_calls": [{"name": "write_file", "input": {"path": ".bashrc", "content": "evil"}}]},
+		{"text": "done"}]}`)
+	for _, f := range []string{"a.txt", "b.txt", ".bashrc"} {
+		os.WriteFile(filepath.Join(b.dir, f), []byte("old"), 0o644)
+	}
+	b.person.answers = []Answer{AnswerYesTask, AnswerNo}
+	run(t, cfg)
+	got := func(f string) string { d, _ := os.ReadFile(filepath.Join(b.dir, f)); return string(d) }
+	if got("a.txt") != "new" || got("b.txt") != "new" {
+		t.Errorf("a, b = %q, %q; want both overwritten", got("a.txt"), got("b.txt"))
+	}
+	if got(".bashrc") != "old" {
+		t.Error(".bashrc overwritten under an earlier yes-for-this-task")
+	}
+	if len(b.person.asked) != 2 || b.person.asked[1].Summary == "" || !strings.Contains(b.person.asked[1].Summary, ".bashrc") {
+		t.Errorf("asked %+v; want the overwrite of a.txt and then .bashrc", b.person.asked)
+	}
+}

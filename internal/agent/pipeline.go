@@ -136,7 +136,9 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 	}
 
 	d := r.cfg.Decide(call.Action)
-	if d.Verdict == policy.Ask && r.approvedForTask[d.Effect] && d.Effect != "" {
+	// "Yes for this task" covers later calls of the same effect, but never a protected path:
+	// each of those is asked.
+	if d.Verdict == policy.Ask && r.approvedForTask[d.Effect] && d.Effect != "" && !touchesProtected(call.Action) {
 		d = policy.Decision{Verdict: policy.Allow, Effect: d.Effect, Rule: "approved-for-task", By: policy.ByUser}
 	}
 	if d.Verdict == policy.Ask {
@@ -351,6 +353,15 @@ func concurrent(c *tool.Call) bool {
 		}
 	}
 	return true
+}
+
+func touchesProtected(a policy.Action) bool {
+	for _, op := range a.Ops {
+		if op.Target != nil && op.Target.Protected {
+			return true
+		}
+	}
+	return false
 }
 
 func readOnlyAction(a policy.Action) bool {

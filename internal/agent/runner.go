@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keepup/keepup/internal/audit"
@@ -27,8 +26,7 @@ type Runner struct {
 	provider model.Provider
 	t        *task.Task
 
-	mu  sync.Mutex // guards seq and commits (read-only calls journal concurrently)
-	seq int64
+	seq int64 // last event seq; events are only added from the loop's goroutine
 
 	msgs      []model.Message
 	label     guard.Label
@@ -62,9 +60,7 @@ func New(cfg Config) (*Runner, error) {
 	user := rc.OnRetry
 	rc.OnRetry = func(attempt int, err error, wait time.Duration) {
 		b := &store.Batch{}
-		r.mu.Lock()
 		r.addEvent(b, event.ModelRetry, map[string]any{"attempt": attempt, "error": err.Error(), "wait_ms": wait.Milliseconds()})
-		r.mu.Unlock()
 		_ = r.commit(context.Background(), b)
 		if user != nil {
 			user(attempt, err, wait)
@@ -79,6 +75,12 @@ func (r *Runner) Task() *task.Task { return r.t }
 
 // ErrBudget is wrapped by the failure of a task that ran out of a budget.
 var ErrBudget = errors.New("budget exhausted")
+
+// errTokenBudget marks the token budget: no model call is made after it, not even the summary.
+var errTokenBudget = fmt.Errorf("%w: tokens", ErrBudget)
+
+// summaryTimeout bounds the summarizing call when the task's own time is up.
+const summaryTimeout = 2 * time.Minute
 
 // Run drives the task to an end state and returns the final record. The returned error is only
 // for failures of the runtime itself (the store); a failed or cancelled task is not an error.
@@ -169,7 +171,7 @@ func (r *Runner) checkBudgets(ctx context.Context, turn int) error {
 	}
 	if max := r.cfg.Budgets.MaxTokens; max > 0 {
 		if used := r.t.Usage.InputTokens + r.t.Usage.OutputTokens; used >= max {
-			return fmt.Errorf("%w: max tokens (%d) reached after %d", ErrBudget, max, used)
+			return fmt.Errorf("%w: max tokens (%d) reached after %d", errTokenBudget, max, used)
 		}
 	}
 	return nil
@@ -241,13 +243,15 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 	// be asked; otherwise the runtime writes one.
 	sctx := ctx
 	if ctx.Err() != nil {
-		sctx = context.WithoutCancel(ctx)
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), summaryTimeout)
+		defer cancel()
 	}
 	if err := r.setStatus(sctx, task.Summarizing, errText(workErr)); err != nil {
 		return err
 	}
 	summary := ""
-	if workErr == nil || errors.Is(workErr, ErrBudget) && !strings.Contains(workErr.Error(), "tokens") {
+	if workErr == nil || errors.Is(workErr, ErrBudget) && !errors.Is(workErr, errTokenBudget) {
 		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: summaryRequest}}})
 		resp, err := r.call(sctx, r.t.Turns+1, model.PurposeSummary)
 		var se *storeError
