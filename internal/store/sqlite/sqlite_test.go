@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -294,6 +295,118 @@ func typicalBatch(tk *task.Task, step int64) *store.Batch {
 			Time: now, Type: "tool.call", Task: tk.ID, Session: tk.Session,
 			Data: map[string]any{"tool": "read_file", "call_id": callID, "decision": "allow", "status": "ok"},
 		}},
+	}
+}
+
+// TestTwoProcessesCommitConcurrently runs real processes (this test binary again) committing
+// to one file while this process does too.
+func TestTwoProcessesCommitConcurrently(t *testing.T) {
+	t.Parallel()
+	if path := os.Getenv("KEEPUP_SQLITE_TEST_CHILD_DB"); path != "" {
+		t.Skip("child process")
+	}
+	path := filepath.Join(t.TempDir(), "keepup.db")
+	db := openTest(t, path)
+	const children, commits = 2, 150
+	cmds := make([]*exec.Cmd, children)
+	for i := range cmds {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestChildProcessCommits$", "-test.count=1")
+		cmd.Env = append(os.Environ(),
+			"KEEPUP_SQLITE_TEST_CHILD_DB="+path,
+			fmt.Sprintf("KEEPUP_SQLITE_TEST_CHILD_ID=child%d", i),
+			fmt.Sprintf("KEEPUP_SQLITE_TEST_CHILD_COMMITS=%d", commits))
+		cmd.Stdout, cmd.Stderr = &strings.Builder{}, &strings.Builder{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	// Start together once every child has opened the database.
+	for i := range children {
+		waitForFile(t, fmt.Sprintf("%s.child%d.ready", path, i))
+	}
+	if err := os.WriteFile(path+".go", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tk := task.Task{ID: "parent", Status: task.Running}
+	for i := range commits {
+		if err := db.Commit(t.Context(), typicalBatch(&tk, int64(i+1))); err != nil {
+			t.Fatalf("parent commit %d: %v", i, err)
+		}
+		time.Sleep(200 * time.Microsecond) // paced like an agent, so that writers interleave
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s%s", i, err, cmd.Stdout, cmd.Stderr)
+		}
+		if !strings.Contains(fmt.Sprint(cmd.Stdout), "PASS") {
+			t.Fatalf("child %d did not run:\n%s", i, cmd.Stdout)
+		}
+	}
+	a, err := db.AuditAnchor(t.Context())
+	if err != nil || a.Seq != (children+1)*commits {
+		t.Fatalf("anchor = %+v, %v; want seq %d", a, err, (children+1)*commits)
+	}
+	if rep, err := audit.Verify(t.Context(), db.ScanAudit, a); err != nil || rep.Entries != a.Seq {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	var switches int
+	if err := db.r.QueryRow(`SELECT count(*) FROM audit a JOIN audit b ON b.seq = a.seq + 1 WHERE a.task <> b.task`).Scan(&switches); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the chain changes writer %d times", switches)
+}
+
+// TestChildProcessCommits is the child of TestTwoProcessesCommitConcurrently; alone it does
+// nothing.
+func TestChildProcessCommits(t *testing.T) {
+	t.Parallel()
+	path := os.Getenv("KEEPUP_SQLITE_TEST_CHILD_DB")
+	if path == "" {
+		t.Skip("run by TestTwoProcessesCommitConcurrently")
+	}
+	var commits int
+	fmt.Sscan(os.Getenv("KEEPUP_SQLITE_TEST_CHILD_COMMITS"), &commits)
+	db := openTest(t, path)
+	tk := task.Task{ID: os.Getenv("KEEPUP_SQLITE_TEST_CHILD_ID"), Status: task.Running}
+	if err := os.WriteFile(path+"."+tk.ID+".ready", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitForFile(t, path+".go")
+	for i := range commits {
+		if err := db.Commit(t.Context(), typicalBatch(&tk, int64(i+1))); err != nil {
+			t.Fatalf("%s commit %d: %v", tk.ID, i, err)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestOpenNotADatabase(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "keepup.db")
+	if err := os.WriteFile(path, []byte("these are my notes, not a database\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.Context(), Config{Path: path})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open(text file) error = %v, want one naming %s", err, path)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "these are my notes, not a database\n" {
+		t.Fatal("Open changed a file that is not a database")
 	}
 }
 
