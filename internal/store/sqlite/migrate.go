@@ -56,6 +56,18 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // so processes opening the same new database at once apply each migration exactly once.
 // Running it on an up-to-date database changes nothing.
 func migrate(ctx context.Context, db *sql.DB, ms []migration) (err error) {
+	// Usually the schema is current: find out without taking the write lock, which another
+	// process may be holding.
+	var current int
+	if db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current) == nil {
+		if current > len(ms) {
+			return tooNew(current, len(ms))
+		}
+		if current == len(ms) {
+			return nil
+		}
+	}
+
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -72,13 +84,11 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) (err error) {
 	)`); err != nil {
 		return err
 	}
-	var current int
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return err
 	}
 	if current > len(ms) {
-		return fmt.Errorf("%w: the database is at version %d, this keepup knows versions up to %d; upgrade keepup",
-			ErrSchemaTooNew, current, len(ms))
+		return tooNew(current, len(ms))
 	}
 	for _, m := range ms[current:] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
@@ -90,4 +100,9 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) (err error) {
 		}
 	}
 	return tx.Commit()
+}
+
+func tooNew(current, known int) error {
+	return fmt.Errorf("%w: the database is at version %d, this keepup knows versions up to %d; upgrade keepup",
+		ErrSchemaTooNew, current, known)
 }

@@ -189,8 +189,8 @@ func (db *DB) Close() error {
 			errs = append(errs, db.r.Close())
 		}
 		if db.w != nil {
-			// Let SQLite refresh its planner statistics, as it recommends at close.
-			_, _ = db.w.Exec("PRAGMA optimize")
+			// No PRAGMA optimize here: it may want the write lock, and Close would then wait
+			// for another process's commit. The schema's queries need no statistics.
 			errs = append(errs, db.w.Close())
 		}
 		db.closeErr = errors.Join(errs...)

@@ -137,6 +137,31 @@ func TestMigrations(t *testing.T) {
 		}
 	})
 
+	t.Run("ConcurrentFirstOpens", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "keepup.db")
+		dbs := make([]*DB, 4)
+		var wg sync.WaitGroup
+		for i := range dbs {
+			wg.Go(func() {
+				db, err := Open(t.Context(), Config{Path: path})
+				if err != nil {
+					t.Errorf("Open %d: %v", i, err)
+					return
+				}
+				t.Cleanup(func() { db.Close() })
+				dbs[i] = db
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		if got := versions(t, dbs[0].w); strings.Join(got, ",") != "1:0001_init" {
+			t.Fatalf("schema_migrations = %v", got)
+		}
+	})
+
 	t.Run("AppliesOnlyNewOnes", func(t *testing.T) {
 		t.Parallel()
 		db := openTest(t, filepath.Join(t.TempDir(), "keepup.db"))
@@ -433,6 +458,36 @@ func TestCommitWaitsForAnotherProcessLock(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Commit after the lock was released: %v", err)
+	}
+}
+
+func TestOpenDoesNotWaitForAWriter(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "keepup.db")
+	a := openTest(t, path)
+	tx, err := a.w.BeginTx(t.Context(), nil) // another process in the middle of a commit
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	start := time.Now()
+	b, err := Open(t.Context(), Config{Path: path, BusyTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Open of an up-to-date database waited %v for the write lock", d)
+	}
+	if _, err := b.Tasks(t.Context(), store.TaskFilter{}); err != nil {
+		t.Fatalf("reading while another writer holds the lock: %v", err)
+	}
+	start = time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close waited %v for the write lock", d)
 	}
 }
 
