@@ -515,6 +515,32 @@ func TestCommitGivesUpAfterBusyTimeout(t *testing.T) {
 	}
 }
 
+// TestWALStaysBounded guards the background checkpointer: without the second, locked pass the
+// WAL is never rewound and grows by every commit (about 35 KB each), forever.
+func TestWALStaysBounded(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("commits 3000 batches")
+	}
+	path := filepath.Join(t.TempDir(), "keepup.db")
+	db := openTest(t, path)
+	tk := task.Task{ID: "t1", Status: task.Running}
+	for i := range 3000 {
+		if err := db.Commit(t.Context(), typicalBatch(&tk, int64(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unbounded, it would be about 100 MB by now; rewound, it stays near 64 commits' worth.
+	if fi.Size() > 40<<20 {
+		t.Fatalf("WAL is %d MB after 3000 commits: it is not being rewound", fi.Size()>>20)
+	}
+	t.Logf("WAL: %d KB", fi.Size()>>10)
+}
+
 func TestClosedDB(t *testing.T) {
 	t.Parallel()
 	db, err := Open(t.Context(), Config{Path: filepath.Join(t.TempDir(), "keepup.db")})
