@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -153,4 +154,16 @@ func (e *Error) Unwrap() error { return e.Err }
 // (including Anthropic's 529 overloaded).
 func RetryableStatus(code int) bool {
 	return code == 408 || code == 409 || code == 429 || code >= 500
+}
+
+// NewHTTPClient is the HTTP client providers use by default: http.DefaultTransport's settings
+// with a 10-minute wait for response headers and no overall timeout, so that long streams are
+// not cut.
+func NewHTTPClient() *http.Client {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = t.Clone()
+		t.ResponseHeaderTimeout = 10 * time.Minute
+		return &http.Client{Transport: t}
+	}
+	return &http.Client{Transport: http.DefaultTransport}
 }

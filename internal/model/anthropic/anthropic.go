@@ -79,7 +79,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient()
+		hc = model.NewHTTPClient()
 	}
 	opts := []option.RequestOption{
 		// Nothing from the environment: no ANTHROPIC_* key, base URL, profile or headers.
@@ -100,15 +100,6 @@ func New(cfg Config) (*Provider, error) {
 	}
 	client := sdk.NewClient(opts...)
 	return &Provider{model: cfg.Model, maxTokens: int64(maxTokens), messages: client.Messages}, nil
-}
-
-func defaultHTTPClient() *http.Client {
-	if t, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = t.Clone()
-		t.ResponseHeaderTimeout = 10 * time.Minute
-		return &http.Client{Transport: t}
-	}
-	return &http.Client{Transport: http.DefaultTransport}
 }
 
 // Name returns "anthropic".

@@ -102,7 +102,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient()
+		hc = model.NewHTTPClient()
 	}
 	// The service is built from these options alone, not through sdk.NewClient, so that nothing
 	// comes from the environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, ...).
@@ -126,15 +126,6 @@ func New(cfg Config) (*Provider, error) {
 		maxTokens: cfg.MaxTokens,
 		chat:      sdk.NewChatCompletionService(opts...),
 	}, nil
-}
-
-func defaultHTTPClient() *http.Client {
-	if t, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = t.Clone()
-		t.ResponseHeaderTimeout = 10 * time.Minute
-		return &http.Client{Transport: t}
-	}
-	return &http.Client{Transport: http.DefaultTransport}
 }
 
 // Name returns Config.Name ("openai" by default).
