@@ -11,6 +11,7 @@ import (
 
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/scope"
 	"github.com/keepup/keepup/internal/task"
 )
@@ -67,6 +68,9 @@ type Env struct {
 	Ask func(ctx context.Context, question string) (string, error)
 	// Output streams a chunk of a running call's output (tool.output events).
 	Output func(stream, chunk string)
+	// Sandbox runs commands in the session's isolation boundary (bash). Nil when the session
+	// has none: tools that need it refuse.
+	Sandbox sandbox.Session
 }
 
 // Refusal is a call refused before or while running, with a message the model can act on.
