@@ -19,6 +19,7 @@ import (
 	"github.com/keepup/keepup/internal/guard"
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/scope"
 	"github.com/keepup/keepup/internal/store"
 	"github.com/keepup/keepup/internal/task"
@@ -73,6 +74,9 @@ type Config struct {
 	Person   Person         // required
 	Session  *scope.Session // required
 	Task     *task.Task     // required: a new task (status queued) or one to continue
+	// Sandbox is the session's isolation boundary for tools that run commands (bash); nil
+	// when the session has none, and those tools refuse.
+	Sandbox sandbox.Session
 
 	Retry   model.RetryConfig
 	Budgets Budgets

@@ -119,7 +119,7 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 	if err != nil {
 		return refuse(err.Error(), true)
 	}
-	call, err := t.Prepare(ctx, r.env(), input)
+	call, err := t.Prepare(ctx, r.env(use.ID), input)
 	if err != nil {
 		var rf *tool.Refusal
 		if errors.As(err, &rf) {
@@ -302,14 +302,19 @@ func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, 
 	return out, nil
 }
 
-// env is what tools of this task may use.
-func (r *Runner) env() *tool.Env {
+// env is what the tool call callID may use.
+func (r *Runner) env(callID string) *tool.Env {
 	return &tool.Env{
 		Session: r.cfg.Session,
 		Task:    r.t.ID,
 		Plan:    r.setPlan,
 		Ask:     r.ask,
-		Output:  func(stream, chunk string) {},
+		Sandbox: r.cfg.Sandbox,
+		Output: func(stream, chunk string) {
+			b := &store.Batch{}
+			r.addEvent(b, event.ToolOutput, map[string]any{"tool_call_id": callID, "stream": stream, "chunk": chunk})
+			_ = r.commit(context.Background(), b) // a lost chunk is still in the tool's result
+		},
 	}
 }
 

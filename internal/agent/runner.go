@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keepup/keepup/internal/audit"
@@ -26,7 +27,8 @@ type Runner struct {
 	provider model.Provider
 	t        *task.Task
 
-	seq int64 // last event seq; events are only added from the loop's goroutine
+	mu  sync.Mutex // serializes commits and numbers events
+	seq int64      // last event seq, under mu
 
 	msgs      []model.Message
 	label     guard.Label
@@ -320,15 +322,14 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "store: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// addEvent appends an event with the next sequence number to b.
+// addEvent appends an event to b; commit numbers it.
 func (r *Runner) addEvent(b *store.Batch, typ string, data any) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		raw, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
 	}
-	r.seq++
 	b.Events = append(b.Events, event.Event{
-		Seq: r.seq, Time: r.cfg.Now().UTC(), Task: r.t.ID, Session: r.cfg.Session.ID, Type: typ, Data: raw,
+		Time: r.cfg.Now().UTC(), Task: r.t.ID, Session: r.cfg.Session.ID, Type: typ, Data: raw,
 	})
 }
 
@@ -336,10 +337,19 @@ func (r *Runner) addAudit(b *store.Batch, typ string, data any) {
 	b.Audit = append(b.Audit, audit.Entry{Time: r.cfg.Now(), Type: typ, Task: r.t.ID, Session: r.cfg.Session.ID, Data: data})
 }
 
-// commit writes b in one transaction, then hands its events to OnEvent. Journal writes are not
-// cancelled with the task: a cancelled task must still be recorded.
+// commit numbers b's events, writes b in one transaction, then hands its events to OnEvent.
+// Commits are serialized (running tools stream output from their own goroutines), so events
+// reach the journal and OnEvent in sequence order. Journal writes are not cancelled with the
+// task: a cancelled task must still be recorded.
 func (r *Runner) commit(ctx context.Context, b *store.Batch) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range b.Events {
+		r.seq++
+		b.Events[i].Seq = r.seq
+	}
 	if err := r.cfg.Store.Commit(context.WithoutCancel(ctx), b); err != nil {
+		r.seq -= int64(len(b.Events))
 		return &storeError{err}
 	}
 	if r.cfg.OnEvent != nil {

@@ -143,11 +143,14 @@ func (p *Policy) modeAllowed(m Mode) bool {
 }
 
 // Default returns the verdict for an effect when no rule matches: reads, creates, moves
-// within a grant and effect-free calls are allowed; overwrites, deletions, moves out of a
-// grant, running code, sending data out and anything unknown are asked about.
+// within a grant, effect-free calls and running code are allowed; overwrites, deletions, moves
+// out of a grant, sending data out and anything unknown are asked about. Running code is
+// allowed because it only ever runs inside the session's sandbox, with no network and only the
+// grants; what a command would delete, move or overwrite is classified as that effect instead,
+// so those still ask.
 func Default(e Effect) Verdict {
 	switch normalEffect(e) {
-	case EffectRead, EffectCreate, EffectMove, EffectNone:
+	case EffectRead, EffectCreate, EffectMove, EffectNone, EffectExec:
 		return Allow
 	}
 	return Ask

@@ -41,7 +41,7 @@ func TestDefaults(t *testing.T) {
 		want Verdict
 	}{
 		{EffectRead, Allow}, {EffectCreate, Allow}, {EffectOverwrite, Ask}, {EffectDelete, Ask},
-		{EffectMove, Allow}, {EffectMoveOut, Ask}, {EffectExec, Ask}, {EffectEgress, Ask},
+		{EffectMove, Allow}, {EffectMoveOut, Ask}, {EffectExec, Allow}, {EffectEgress, Ask},
 		{EffectNone, Allow}, {EffectUnknown, Ask}, {"teleport", Ask},
 	}
 	for _, tt := range tests {
@@ -221,7 +221,7 @@ func TestModes(t *testing.T) {
 		{"deny leaves allows", op(EffectCreate, "a"), ModeDeny, want{Allow, "default:create", ByRule}},
 		{"deny denies a managed ask", Op{Effect: EffectEgress, Subject: "db.internal.example"}, ModeDeny, want{Deny, "mode:deny", ByMode}},
 		{"auto allows overwrite", op(EffectOverwrite, "a"), ModeAuto, want{Allow, "mode:auto", ByMode}},
-		{"auto allows exec", exec("go test ./..."), ModeAuto, want{Allow, "mode:auto", ByMode}},
+		{"exec is allowed by default", exec("go test ./..."), ModeAsk, want{Allow, "default:exec", ByRule}},
 		{"auto allows egress", Op{Effect: EffectEgress, Subject: "example.com"}, ModeAuto, want{Allow, "mode:auto", ByMode}},
 		{"auto keeps delete", op(EffectDelete, "a"), ModeAuto, want{Ask, "default:delete", ByRule}},
 		{"auto keeps move_out", op(EffectMoveOut, "a"), ModeAuto, want{Ask, "default:move_out", ByRule}},
