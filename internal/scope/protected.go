@@ -34,3 +34,15 @@ func Protected(rel string) bool {
 	}
 	return false
 }
+
+// ProtectedRoots lists the protected paths as they stand at the root of a mount, folders with
+// a trailing slash: what a sandbox binds read-only inside every read-write mount, whether or
+// not they exist.
+func ProtectedRoots() []string {
+	out := []string{".git/hooks/", ".git/config"}
+	out = append(out, protectedFiles...)
+	for _, d := range protectedDirs {
+		out = append(out, d+"/")
+	}
+	return out
+}

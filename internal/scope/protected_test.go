@@ -1,6 +1,9 @@
 package scope
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestProtected(t *testing.T) {
 	t.Parallel()
@@ -54,6 +57,19 @@ func TestProtected(t *testing.T) {
 	for _, tt := range tests {
 		if got := Protected(tt.rel); got != tt.want {
 			t.Errorf("Protected(%q) = %v, want %v", tt.rel, got, tt.want)
+		}
+	}
+}
+
+func TestProtectedRootsAreProtected(t *testing.T) {
+	t.Parallel()
+	roots := ProtectedRoots()
+	if len(roots) != 14 {
+		t.Errorf("%d protected roots, want the 14 of DESIGN.md: %v", len(roots), roots)
+	}
+	for _, r := range roots {
+		if !Protected(strings.TrimSuffix(r, "/")) {
+			t.Errorf("%s is listed but not Protected", r)
 		}
 	}
 }
