@@ -1,0 +1,70 @@
+//go:build linux && arm64
+
+package seccomp
+
+import "golang.org/x/sys/unix"
+
+// arm64: 32-bit arm (compat) system calls report AUDIT_ARCH_ARM and are killed; there is no
+// x32-style ABI, and no I/O-port system calls (iopl, ioperm).
+var arch = archTable{
+	supported: true,
+	audit:     unix.AUDIT_ARCH_AARCH64,
+	nr:        sysnums,
+	absent:    []string{"iopl", "ioperm"},
+}
+
+var sysnums = map[string]uintptr{
+	"socket":            unix.SYS_SOCKET,
+	"socketpair":        unix.SYS_SOCKETPAIR,
+	"io_uring_setup":    unix.SYS_IO_URING_SETUP,
+	"io_uring_enter":    unix.SYS_IO_URING_ENTER,
+	"io_uring_register": unix.SYS_IO_URING_REGISTER,
+	"ptrace":            unix.SYS_PTRACE,
+	"process_vm_readv":  unix.SYS_PROCESS_VM_READV,
+	"process_vm_writev": unix.SYS_PROCESS_VM_WRITEV,
+	"pidfd_getfd":       unix.SYS_PIDFD_GETFD,
+	"clone":             unix.SYS_CLONE,
+	"clone3":            unix.SYS_CLONE3,
+	"unshare":           unix.SYS_UNSHARE,
+	"setns":             unix.SYS_SETNS,
+	"mount":             unix.SYS_MOUNT,
+	"umount2":           unix.SYS_UMOUNT2,
+	"pivot_root":        unix.SYS_PIVOT_ROOT,
+	"chroot":            unix.SYS_CHROOT,
+	"fsopen":            unix.SYS_FSOPEN,
+	"fsconfig":          unix.SYS_FSCONFIG,
+	"fsmount":           unix.SYS_FSMOUNT,
+	"fspick":            unix.SYS_FSPICK,
+	"move_mount":        unix.SYS_MOVE_MOUNT,
+	"open_tree":         unix.SYS_OPEN_TREE,
+	"open_tree_attr":    unix.SYS_OPEN_TREE_ATTR,
+	"mount_setattr":     unix.SYS_MOUNT_SETATTR,
+	"bpf":               unix.SYS_BPF,
+	"perf_event_open":   unix.SYS_PERF_EVENT_OPEN,
+	"userfaultfd":       unix.SYS_USERFAULTFD,
+	"lookup_dcookie":    unix.SYS_LOOKUP_DCOOKIE,
+	"syslog":            unix.SYS_SYSLOG,
+	"keyctl":            unix.SYS_KEYCTL,
+	"add_key":           unix.SYS_ADD_KEY,
+	"request_key":       unix.SYS_REQUEST_KEY,
+	"open_by_handle_at": unix.SYS_OPEN_BY_HANDLE_AT,
+	"name_to_handle_at": unix.SYS_NAME_TO_HANDLE_AT,
+	"kexec_load":        unix.SYS_KEXEC_LOAD,
+	"kexec_file_load":   unix.SYS_KEXEC_FILE_LOAD,
+	"init_module":       unix.SYS_INIT_MODULE,
+	"finit_module":      unix.SYS_FINIT_MODULE,
+	"delete_module":     unix.SYS_DELETE_MODULE,
+	"reboot":            unix.SYS_REBOOT,
+	"acct":              unix.SYS_ACCT,
+	"swapon":            unix.SYS_SWAPON,
+	"swapoff":           unix.SYS_SWAPOFF,
+	"settimeofday":      unix.SYS_SETTIMEOFDAY,
+	"clock_settime":     unix.SYS_CLOCK_SETTIME,
+	"adjtimex":          unix.SYS_ADJTIMEX,
+	"clock_adjtime":     unix.SYS_CLOCK_ADJTIME,
+	"quotactl":          unix.SYS_QUOTACTL,
+	"quotactl_fd":       unix.SYS_QUOTACTL_FD,
+	"vhangup":           unix.SYS_VHANGUP,
+	"personality":       unix.SYS_PERSONALITY,
+	"ioctl":             unix.SYS_IOCTL,
+}
