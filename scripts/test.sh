@@ -12,11 +12,14 @@ if ! need go; then
   exit 2
 fi
 
+# command -> Debian package the tests need: git, bubblewrap (the sandbox every command runs in).
 missing=()
-for tool in git; do need "$tool" || missing+=("$tool"); done
+for pair in git:git bwrap:bubblewrap; do
+  need "${pair%%:*}" || missing+=("${pair##*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && need apt-get; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
     echo "missing: ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
     exit 2
