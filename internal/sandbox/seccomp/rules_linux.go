@@ -37,7 +37,7 @@ var allowedPersonalities = []uint32{0x0, 0x8, 0x20000, 0x20008, 0xffffffff}
 var rules = []rule{
 	// Sockets.
 	{name: "socket", when: argIn{arg: 0, vals: []uint32{unix.AF_UNIX}}, action: eperm,
-		why: "no new Unix sockets: they would reach host daemons whose sockets are visible inside (abstract sockets, bind-mounted paths); the egress bridge is set up before the filter"},
+		why: "no new Unix sockets: they would reach host daemons whose sockets are visible inside (bind-mounted paths, abstract sockets if the network namespace is shared); what must talk over a Unix socket inside is handed a connected descriptor, or is set up before the filter applies"},
 	{name: "socketpair", when: not{all{
 		argIn{arg: 0, vals: []uint32{unix.AF_UNIX}},
 		argIn{arg: 1, clear: unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC, vals: []uint32{unix.SOCK_STREAM}},
