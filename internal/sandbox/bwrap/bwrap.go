@@ -1,0 +1,224 @@
+package bwrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/seccomp"
+)
+
+// Paths inside the sandbox.
+const (
+	// ExePath is where the keepup executable is bound, read-only.
+	ExePath = "/.keepup/keepup"
+	// Home is the sandbox user's home, a tmpfs discarded with the session.
+	Home = "/home/keepup"
+	// UID and GID of the sandbox user "keepup", whatever uid keepup runs as on the host.
+	UID = 1000
+	GID = 1000
+)
+
+// Defaults of sandbox.Limits' zero fields and of Config.TmpfsBytes.
+const (
+	DefaultPids        = 1024
+	DefaultMemoryBytes = 4 << 30
+	DefaultOpenFiles   = 8192
+	DefaultFileBytes   = 8 << 30
+	DefaultCPUPercent  = 0 // no CPU cap
+	DefaultTmpfsBytes  = 2 << 30
+)
+
+// Remedies, in the errors that wrap sandbox.ErrUnavailable.
+const (
+	RemedyInstall = "install bubblewrap: apt-get install bubblewrap"
+	RemedyUserNS  = "allow unprivileged user namespaces: on Ubuntu 24.04 and later AppArmor restricts them " +
+		"(sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or install an AppArmor profile for bwrap that allows userns); " +
+		"on Debian before 11 and some hardened kernels set sysctl -w kernel.unprivileged_userns_clone=1; " +
+		"check that user.max_user_namespaces is not 0; inside a container, run it with user namespaces allowed (e.g. docker --security-opt seccomp=unconfined --security-opt apparmor=unconfined)"
+)
+
+// Config configures the bubblewrap backend.
+type Config struct {
+	// Bwrap is the bubblewrap executable. Default: "bwrap" looked up in PATH.
+	Bwrap string
+	// Exe is the keepup executable, bound read-only at ExePath and run inside as the helper
+	// (`__sandbox-helper`) and the exec stub (`__sandbox-exec`). Required.
+	Exe string
+	// StateDir is the host folder for per-session state: generated /etc files, the list of
+	// placeholders to remove. Default: keepup-sandbox in os.TempDir(). Sessions a crashed keepup
+	// left behind are cleaned up by the next New.
+	StateDir string
+	// TmpfsBytes is the size of each of the sandbox's /tmp and home (memory-backed). Default
+	// DefaultTmpfsBytes. Ignored by a bwrap too old to size a tmpfs.
+	TmpfsBytes int64
+	// CgroupParent is a cgroup v2 folder (e.g. a systemd-delegated one) under which sessions
+	// get their cgroup. Default: keepup's own cgroup, if the hierarchy there is usable.
+	CgroupParent string
+}
+
+// Backend is the bubblewrap sandbox backend for Linux. It is safe for concurrent use.
+type Backend struct {
+	cfg     Config
+	bwrap   string
+	feat    features
+	seccomp []byte
+	cg      *cgroupParent // nil: per-command rlimits instead
+	cgWhy   string        // why cg is nil
+
+	mu       sync.Mutex
+	sessions map[string]bool // live session ids
+}
+
+var _ sandbox.Backend = (*Backend)(nil)
+
+// New checks that bubblewrap can run a sandbox here (it is installed and can create a user
+// namespace) and returns the backend. Errors wrap sandbox.ErrUnavailable and carry the remedy.
+func New(cfg Config) (*Backend, error) {
+	if cfg.Exe == "" {
+		return nil, errors.New("bwrap: Config.Exe is required (the keepup executable run inside the sandbox)")
+	}
+	exe, err := filepath.Abs(cfg.Exe)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: Config.Exe: %w", err)
+	}
+	if fi, err := os.Stat(exe); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("bwrap: Config.Exe %s is not an executable file", cfg.Exe)
+	}
+	cfg.Exe = exe
+	if cfg.TmpfsBytes < 0 {
+		return nil, fmt.Errorf("bwrap: Config.TmpfsBytes %d is negative", cfg.TmpfsBytes)
+	}
+	if cfg.TmpfsBytes == 0 {
+		cfg.TmpfsBytes = DefaultTmpfsBytes
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(os.TempDir(), "keepup-sandbox")
+	}
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
+	}
+	path, err := findBwrap(cfg.Bwrap)
+	if err != nil {
+		return nil, err
+	}
+	feat, err := probeFeatures(path)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := seccomp.Program()
+	if err != nil {
+		return nil, fmt.Errorf("%w: seccomp filter: %v", sandbox.ErrUnavailable, err)
+	}
+	if err := probeUserNS(context.Background(), path, feat); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
+	}
+	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}}
+	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
+	cleanStale(cfg.StateDir)
+	return b, nil
+}
+
+// Name is "bwrap".
+func (b *Backend) Name() string { return "bwrap" }
+
+// Limiter says how resource limits are enforced: "cgroup v2 at DIR" or "rlimits (why)".
+func (b *Backend) Limiter() string {
+	if b.cg != nil {
+		return "cgroup v2 at " + b.cg.dir
+	}
+	return "rlimits (" + b.cgWhy + ")"
+}
+
+// findBwrap resolves the bubblewrap executable.
+func findBwrap(p string) (string, error) {
+	if p == "" {
+		p = "bwrap"
+	}
+	path, err := exec.LookPath(p)
+	if err != nil {
+		return "", fmt.Errorf("%w: bubblewrap not found (%s): %s", sandbox.ErrUnavailable, p, RemedyInstall)
+	}
+	return path, nil
+}
+
+// features are the optional bwrap options this bwrap understands (from its --help).
+type features struct {
+	version       string
+	disableUserns bool // --disable-userns (0.8)
+	bindFD        bool // --bind-fd, --ro-bind-fd
+	size          bool // --size for --tmpfs
+	perms         bool // --perms
+}
+
+func probeFeatures(path string) (features, error) {
+	var f features
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return f, fmt.Errorf("%w: %s --version: %v: %s", sandbox.ErrUnavailable, path, err, RemedyInstall)
+	}
+	f.version = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "bubblewrap"))
+	help, _ := exec.Command(path, "--help").CombinedOutput()
+	h := string(help)
+	for _, req := range []string{"--unshare-user", "--unshare-pid", "--die-with-parent", "--seccomp", "--cap-drop", "--new-session", "--unshare-cgroup-try", "--remount-ro"} {
+		if !strings.Contains(h, req) {
+			return f, fmt.Errorf("%w: bubblewrap %s at %s lacks %s; install a newer bubblewrap (0.4 or later): %s", sandbox.ErrUnavailable, f.version, path, req, RemedyInstall)
+		}
+	}
+	f.disableUserns = strings.Contains(h, "--disable-userns")
+	f.bindFD = strings.Contains(h, "--ro-bind-fd")
+	f.size = strings.Contains(h, "--size")
+	f.perms = strings.Contains(h, "--perms")
+	return f, nil
+}
+
+// probeUserNS runs bwrap once with a user namespace.
+func probeUserNS(ctx context.Context, path string, feat features) error {
+	args := []string{"--unshare-user", "--uid", fmt.Sprint(UID), "--gid", fmt.Sprint(GID), "--unshare-pid", "--unshare-net",
+		"--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"}
+	args = append(args, systemLinks()...)
+	args = append(args, "--", "/usr/bin/true")
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = []string{}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return bwrapError(path, err, string(out))
+	}
+	return nil
+}
+
+// bwrapError explains why bwrap failed to start a sandbox.
+func bwrapError(path string, err error, stderr string) error {
+	msg := strings.TrimSpace(stderr)
+	if isUserNSError(msg) {
+		return fmt.Errorf("%w: bubblewrap (%s) cannot create a user namespace: %s; %s", sandbox.ErrUnavailable, path, msg, RemedyUserNS)
+	}
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Errorf("bubblewrap (%s) failed: %s", path, msg)
+}
+
+func isUserNSError(msg string) bool {
+	for _, s := range []string{
+		"setting up uid map",
+		"No permissions to creating new namespace",
+		"No permissions to create new namespace",
+		"Creating new namespace failed",
+		"unshare failed",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}

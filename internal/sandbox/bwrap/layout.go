@@ -1,0 +1,306 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/keepup/keepup/internal/sandbox"
+)
+
+// BaseEnv is the environment every command starts from; nothing of the host's environment
+// enters the sandbox.
+var BaseEnv = map[string]string{
+	"PATH":    "/usr/local/bin:/usr/bin:/bin",
+	"HOME":    Home,
+	"USER":    "keepup",
+	"LOGNAME": "keepup",
+	"SHELL":   "/bin/bash",
+	"LANG":    "C.UTF-8",
+	"TERM":    "dumb",
+	"TMPDIR":  "/tmp",
+}
+
+// etcFiles are the host /etc entries bound read-only when present: what the dynamic linker,
+// TLS and time zones need. Never the host's accounts, shell rc files, resolver or anything else.
+var etcFiles = []string{
+	"ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+	"ssl", "ca-certificates", "ca-certificates.conf", "pki", "crypto-policies",
+	"alternatives", "localtime", "timezone", "mime.types", "protocols", "services",
+	"os-release",
+}
+
+// Generated /etc files.
+const (
+	etcPasswd   = "root:x:0:0:root:/root:/usr/sbin/nologin\nkeepup:x:1000:1000:keepup:" + Home + ":/bin/bash\n"
+	etcGroup    = "root:x:0:\nkeepup:x:1000:\n"
+	etcHosts    = "127.0.0.1\tlocalhost keepup\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	etcHostname = "keepup\n"
+	etcNSSwitch = "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\nprotocols: files\nservices: files\n"
+)
+
+// reserved are the sandbox paths a mount may not cover.
+var reserved = []string{"/", "/usr", "/etc", "/proc", "/dev", "/sys", "/tmp", "/home", Home, "/.keepup",
+	"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/var", "/run", "/root"}
+
+// systemLinks lays out /bin, /sbin and /lib*: symlinks where the host has symlinks (a merged
+// /usr), read-only binds where it has folders.
+func systemLinks() []string {
+	var args []string
+	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"} {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			continue
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if t, err := os.Readlink(d); err == nil {
+				args = append(args, "--symlink", t, d)
+			}
+		} else if fi.IsDir() {
+			args = append(args, "--ro-bind", d, d)
+		}
+	}
+	return args
+}
+
+// layout is a session's bwrap command line and the descriptors it refers to.
+type layout struct {
+	args  []string
+	files []*os.File // ExtraFiles: fd 3 + index
+	// created lists the placeholders bwrap will create on the host.
+	created []placeholder
+	// landlockRW lists the read-write mount destinations.
+	landlockRW []string
+}
+
+// addFile registers f to be passed to bwrap and returns its descriptor number there.
+func (l *layout) addFile(f *os.File) string {
+	l.files = append(l.files, f)
+	return strconv.Itoa(3 + len(l.files) - 1)
+}
+
+func (l *layout) closeFiles() {
+	for _, f := range l.files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// validateSpec checks what Start is given.
+func validateSpec(spec *sandbox.Spec) error {
+	if spec.SessionID == "" || strings.Trim(spec.SessionID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" || strings.HasPrefix(spec.SessionID, ".") {
+		return fmt.Errorf("bwrap: Spec.SessionID %q: want letters, digits, '-', '_' and '.'", spec.SessionID)
+	}
+	dests := map[string]bool{}
+	for i, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Host) {
+			return fmt.Errorf("bwrap: Spec.Mounts[%d].Host %q is not absolute", i, m.Host)
+		}
+		if !path.IsAbs(m.Dest) || path.Clean(m.Dest) != m.Dest {
+			return fmt.Errorf("bwrap: Spec.Mounts[%d].Dest %q is not a clean absolute path", i, m.Dest)
+		}
+		for _, r := range reserved {
+			if m.Dest == r || strings.HasPrefix(m.Dest+"/", r+"/") && r != "/" {
+				return fmt.Errorf("bwrap: Spec.Mounts[%d].Dest %q covers the sandbox's %s", i, m.Dest, r)
+			}
+		}
+		if dests[m.Dest] {
+			return fmt.Errorf("bwrap: Spec.Mounts[%d].Dest %q is mounted twice", i, m.Dest)
+		}
+		dests[m.Dest] = true
+		if len(m.Protect) > 0 && !m.RW {
+			// Harmless (a read-only mount protects everything), but say so: it is a caller bug.
+			return fmt.Errorf("bwrap: Spec.Mounts[%d] is read-only but lists protected paths", i)
+		}
+	}
+	if spec.Workdir != "" && !path.IsAbs(spec.Workdir) {
+		return fmt.Errorf("bwrap: Spec.Workdir %q is not absolute", spec.Workdir)
+	}
+	if spec.Network.ProxySocket != "" {
+		return fmt.Errorf("bwrap: Spec.Network.ProxySocket: egress through a proxy is not supported by this backend yet; the sandbox has no network")
+	}
+	for k := range spec.Env {
+		if !validEnvName(k) {
+			return fmt.Errorf("bwrap: Spec.Env: invalid variable name %q", k)
+		}
+	}
+	return nil
+}
+
+// writeStateFiles writes the generated /etc files and the placeholder sources into dir.
+func writeStateFiles(dir string) error {
+	for name, content := range map[string]string{
+		"passwd": etcPasswd, "group": etcGroup, "hosts": etcHosts, "hostname": etcHostname,
+		"nsswitch.conf": etcNSSwitch, "empty-file": "",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o444); err != nil {
+			return err
+		}
+	}
+	return os.Mkdir(filepath.Join(dir, "empty-dir"), 0o555)
+}
+
+// buildLayout works out the bwrap command line of a session. It opens the host folders of the
+// mounts; the caller closes l.files (also on error, which closes what was opened).
+func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg string) (*layout, error) {
+	// fd 3: the helper's control socket, fd 4: the seccomp filter; the session fills them in.
+	l := &layout{files: make([]*os.File, 2)}
+	a := func(s ...string) { l.args = append(l.args, s...) }
+	a("--unshare-user", "--uid", strconv.Itoa(UID), "--gid", strconv.Itoa(GID))
+	if b.feat.disableUserns {
+		a("--disable-userns")
+	}
+	a("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+		"--hostname", "keepup", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv")
+	for _, k := range sortedKeys(BaseEnv) {
+		a("--setenv", k, BaseEnv[k])
+	}
+	// System: /usr read-only, /bin and friends as on the host.
+	a("--ro-bind", "/usr", "/usr")
+	a(systemLinks()...)
+	for _, e := range etcFiles {
+		if _, err := os.Stat("/etc/" + e); err == nil {
+			a("--ro-bind", "/etc/"+e, "/etc/"+e)
+		}
+	}
+	for _, e := range []string{"passwd", "group", "hosts", "hostname", "nsswitch.conf"} {
+		a("--ro-bind", filepath.Join(stateDir, e), "/etc/"+e)
+	}
+	a("--symlink", "/proc/self/mounts", "/etc/mtab")
+	a("--proc", "/proc", "--dev", "/dev")
+	tmpfs := func(dest, perms string) {
+		if b.feat.perms {
+			a("--perms", perms)
+		}
+		if b.feat.size {
+			a("--size", strconv.FormatInt(b.cfg.TmpfsBytes, 10))
+		}
+		a("--tmpfs", dest)
+	}
+	tmpfs("/tmp", "1777")
+	tmpfs(Home, "0700")
+	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
+	a("--ro-bind", b.cfg.Exe, ExePath)
+
+	// The grants, parents before anything mounted inside them.
+	mounts := slices.Clone(spec.Mounts)
+	sort.SliceStable(mounts, func(i, j int) bool {
+		return strings.Count(mounts[i].Dest, "/") < strings.Count(mounts[j].Dest, "/")
+	})
+	for _, m := range mounts {
+		host, err := filepath.EvalSymlinks(m.Host)
+		if err != nil {
+			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
+		}
+		if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
+			return l, fmt.Errorf("bwrap: mount %s is not a folder", m.Host)
+		}
+		root, err := openNoFollow(host, "")
+		if err != nil {
+			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
+		}
+		b.bind(l, m.RW, root, host, m.Dest)
+		if !m.RW {
+			continue
+		}
+		l.landlockRW = append(l.landlockRW, m.Dest)
+		pl, err := planGuards(host, m.Protect)
+		if err != nil {
+			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
+		}
+		l.created = append(l.created, pl.created...)
+		for _, g := range pl.guards {
+			dest := path.Join(m.Dest, g.rel)
+			switch g.kind {
+			case guardPin:
+				b.bind(l, true, g.f, filepath.Join(host, g.rel), dest)
+			case guardRO:
+				b.bind(l, false, g.f, filepath.Join(host, g.rel), dest)
+			case guardPlaceholder:
+				src := "empty-file"
+				if g.dir {
+					src = "empty-dir"
+				}
+				a("--ro-bind", filepath.Join(stateDir, src), dest)
+			}
+		}
+	}
+	// The root and the folders bwrap made in it (/sessions/..., /etc) are read-only.
+	a("--remount-ro", "/")
+	a("--seccomp", "4", "--chdir", "/")
+	a(ExePath, "__sandbox-helper", helperArg)
+	return l, nil
+}
+
+// bind adds a bind of a host folder or file: through its open descriptor when bwrap can take
+// one (the path cannot be swapped for a symlink between the check and the mount), else by path.
+func (b *Backend) bind(l *layout, rw bool, f *os.File, host, dest string) {
+	if b.feat.bindFD {
+		op := "--ro-bind-fd"
+		if rw {
+			op = "--bind-fd"
+		}
+		l.args = append(l.args, op, l.addFile(f), dest)
+		return
+	}
+	f.Close()
+	op := "--ro-bind"
+	if rw {
+		op = "--bind"
+	}
+	l.args = append(l.args, op, host, dest)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func validEnvName(k string) bool {
+	return k != "" && !strings.ContainsAny(k, "=\x00")
+}
+
+// envFor composes a command's environment: BaseEnv, then the session's Env, then the
+// command's. Malformed entries and keepup's own KEEPUP_* variables are dropped: keepup's
+// configuration never enters the sandbox.
+func envFor(spec *sandbox.Spec, extra []string) []string {
+	env := map[string]string{}
+	for k, v := range BaseEnv {
+		env[k] = v
+	}
+	set := func(k, v string) {
+		if !validEnvName(k) || strings.HasPrefix(strings.ToUpper(k), "KEEPUP_") || strings.ContainsRune(v, 0) {
+			return
+		}
+		env[k] = v
+	}
+	for k, v := range spec.Env {
+		set(k, v)
+	}
+	for _, kv := range extra {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		set(k, v)
+	}
+	out := make([]string, 0, len(env))
+	for _, k := range sortedKeys(env) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+var errClosed = errors.New("bwrap: session is closed")

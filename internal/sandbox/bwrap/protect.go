@@ -1,0 +1,332 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bounds of the walk that finds protected paths below the top of a read-write mount.
+const (
+	walkDepth   = 4
+	walkEntries = 5000
+)
+
+// knownDirs are protected names that are directories even when the list does not end them
+// with "/": a placeholder for them is an empty directory, not an empty file.
+var knownDirs = []string{"hooks", ".claude", ".keepup", ".vscode", ".idea", ".git"}
+
+// guardKind says what a guard bind does.
+type guardKind int
+
+const (
+	// guardPin binds an existing directory read-write onto itself: a mountpoint cannot be
+	// renamed or removed (EBUSY), so a directory holding protected paths cannot be moved
+	// aside and recreated without them.
+	guardPin guardKind = iota
+	// guardRO binds an existing protected path read-only onto itself.
+	guardRO
+	// guardPlaceholder binds an empty read-only directory or file over a protected path that
+	// does not exist; bwrap creates the mountpoint on the host, and Close removes it.
+	guardPlaceholder
+)
+
+// guard is one extra mount inside a read-write mount.
+type guard struct {
+	rel  string // slash-separated, relative to the mount
+	kind guardKind
+	dir  bool     // placeholder: a directory (else a file)
+	f    *os.File // pin, ro: the host path opened O_PATH without following symlinks
+}
+
+// guardPlan is what protecting one read-write mount takes.
+type guardPlan struct {
+	guards []guard
+	// created lists the placeholder mountpoints bwrap will create on the host.
+	created []placeholder
+}
+
+func (p *guardPlan) close() {
+	for _, g := range p.guards {
+		if g.f != nil {
+			g.f.Close()
+		}
+	}
+}
+
+// planGuards works out the guards of the read-write mount of host (a directory, symlinks
+// resolved) for the protected list protect (paths relative to the mount; a trailing "/" marks
+// a directory). Each entry is guarded at the top of the mount whether or not it exists, and
+// below it (a bounded walk) wherever its first component exists (a nested repository's
+// .git/hooks gets a placeholder if it is missing; a nested .bashrc that does not exist is not
+// guarded: a bind mount can only protect what is there at the start).
+func planGuards(host string, protect []string) (*guardPlan, error) {
+	var entries []string
+	for _, p := range protect {
+		c, err := cleanRel(p)
+		if err != nil {
+			return nil, fmt.Errorf("protected path %q: %w", p, err)
+		}
+		entries = append(entries, c)
+	}
+	// A dir hint per cleaned entry.
+	dirHint := map[string]bool{}
+	for i, p := range protect {
+		if strings.HasSuffix(p, "/") || slices.Contains(knownDirs, strings.ToLower(path.Base(entries[i]))) {
+			dirHint[entries[i]] = true
+		}
+	}
+	pl := &guardPlan{}
+	seen := map[string]bool{} // rel -> planned
+	add := func(g guard) {
+		if seen[g.rel] {
+			if g.f != nil {
+				g.f.Close()
+			}
+			return
+		}
+		seen[g.rel] = true
+		pl.guards = append(pl.guards, g)
+	}
+	guardAt := func(base string, e string, placeholders bool) error {
+		return planEntry(host, base, e, dirHint[e], placeholders, add, &pl.created)
+	}
+	for _, e := range entries {
+		if err := guardAt("", e, true); err != nil {
+			pl.close()
+			return nil, err
+		}
+	}
+	// Below the top: breadth first, so a large tree spends the budget on shallow folders.
+	firsts := map[string][]string{} // lower-cased first component -> entries
+	for _, e := range entries {
+		f, _, _ := strings.Cut(e, "/")
+		firsts[strings.ToLower(f)] = append(firsts[strings.ToLower(f)], e)
+	}
+	type dir struct {
+		rel   string
+		depth int
+	}
+	queue := []dir{{"", 0}}
+	budget := walkEntries
+	for len(queue) > 0 && budget > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		ents, err := readDirNoFollow(host, d.rel, budget)
+		if err != nil {
+			continue // unreadable or replaced: nothing below it is reachable from here either
+		}
+		budget -= len(ents)
+		for _, ent := range ents {
+			rel := path.Join(d.rel, ent.name)
+			if matches, ok := firsts[strings.ToLower(ent.name)]; ok {
+				if d.rel != "" {
+					for _, e := range matches {
+						// The entry as spelled on disk, then the rest of the protected path.
+						_, rest, _ := strings.Cut(e, "/")
+						if err := planEntry(host, d.rel, path.Join(ent.name, rest), dirHint[e], true, add, &pl.created); err != nil {
+							pl.close()
+							return nil, err
+						}
+					}
+				}
+				continue // never descend into a protected name
+			}
+			if ent.dir && d.depth+1 < walkDepth {
+				queue = append(queue, dir{rel, d.depth + 1})
+			}
+		}
+	}
+	// Pins of every folder that holds a guard (shallowest first), so none can be renamed
+	// aside; then the guards, shallowest first so a deeper mount is never hidden by a later
+	// shallower one.
+	var pins []guard
+	pinned := map[string]bool{}
+	for _, g := range pl.guards {
+		for a := path.Dir(g.rel); a != "."; a = path.Dir(a) {
+			if pinned[a] || seen[a] {
+				continue
+			}
+			pinned[a] = true
+			f, err := openNoFollow(host, a)
+			if err != nil {
+				pl.close()
+				closeGuards(pins)
+				return nil, fmt.Errorf("protected path %s: %w", filepath.Join(host, a), err)
+			}
+			pins = append(pins, guard{rel: a, kind: guardPin, f: f})
+		}
+	}
+	pl.guards = append(pins, pl.guards...)
+	slices.SortStableFunc(pl.guards, func(a, b guard) int {
+		return strings.Count(a.rel, "/") - strings.Count(b.rel, "/")
+	})
+	return pl, nil
+}
+
+func closeGuards(gs []guard) {
+	for _, g := range gs {
+		if g.f != nil {
+			g.f.Close()
+		}
+	}
+}
+
+// ErrSymlinkProtected is wrapped by Start's error when a protected path in a read-write mount
+// is (or goes through) a symlink: a bind mount cannot keep a symlink from being replaced, so
+// the session does not start.
+var ErrSymlinkProtected = errors.New("a protected path is a symlink")
+
+// planEntry guards base/e: a read-only bind if it exists, else (when placeholders is set) a
+// placeholder at its first missing component.
+func planEntry(host, base, e string, dirHint, placeholders bool, add func(guard), created *[]placeholder) error {
+	comps := strings.Split(e, "/")
+	cur := base
+	for i, c := range comps {
+		cur = path.Join(cur, c)
+		last := i == len(comps)-1
+		fi, err := os.Lstat(filepath.Join(host, cur))
+		if errors.Is(err, fs.ErrNotExist) {
+			if placeholders {
+				add(guard{rel: cur, kind: guardPlaceholder, dir: !last || dirHint})
+				*created = append(*created, placeholder{Root: host, Rel: cur})
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("protected path %s: %w", filepath.Join(host, cur), err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: %s (replace it with what it points to, or grant the folder read-only)", ErrSymlinkProtected, filepath.Join(host, cur))
+		}
+		if last || !fi.IsDir() {
+			// A file where a folder is expected (a worktree's .git file) is guarded whole.
+			f, err := openNoFollow(host, cur)
+			if err != nil {
+				return fmt.Errorf("protected path %s: %w", filepath.Join(host, cur), err)
+			}
+			add(guard{rel: cur, kind: guardRO, f: f})
+			return nil
+		}
+	}
+	return nil
+}
+
+type dirEnt struct {
+	name string
+	dir  bool
+}
+
+// readDirNoFollow lists host/rel (at most max entries) without following a symlink anywhere
+// in rel.
+func readDirNoFollow(host, rel string, max int) ([]dirEnt, error) {
+	f, err := openNoFollow(host, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// O_PATH descriptors cannot be read; reopen the same inode for reading.
+	d, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(max)
+	if err != nil && len(ents) == 0 {
+		return nil, err
+	}
+	out := make([]dirEnt, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, dirEnt{name: e.Name(), dir: e.Type().IsDir()})
+	}
+	return out, nil
+}
+
+// openNoFollow opens host/rel with O_PATH, refusing a symlink in any component of rel except
+// the last, which is opened itself if it is one. The descriptor names exactly the inode that
+// was checked, so a rename racing with the start cannot redirect the bind.
+func openNoFollow(host, rel string) (*os.File, error) {
+	fd, err := unix.Open(host, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: host, Err: err}
+	}
+	if rel != "" && rel != "." {
+		comps := strings.Split(rel, "/")
+		for i, c := range comps {
+			flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+			if i < len(comps)-1 {
+				flags |= unix.O_DIRECTORY
+			}
+			nfd, err := unix.Openat(fd, c, flags, 0)
+			unix.Close(fd)
+			if err != nil {
+				return nil, &fs.PathError{Op: "open", Path: filepath.Join(host, filepath.Join(comps[:i+1]...)), Err: err}
+			}
+			fd = nfd
+		}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(host, rel)), nil
+}
+
+// cleanRel checks that p is a relative path that stays inside its mount.
+func cleanRel(p string) (string, error) {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return "", errors.New("want a non-empty relative path")
+	}
+	c := path.Clean(p)
+	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return "", errors.New("leaves the mount")
+	}
+	return c, nil
+}
+
+// placeholder is a mountpoint bwrap creates on the host for a missing protected path.
+type placeholder struct {
+	Root string `json:"root"` // the mount's host folder
+	Rel  string `json:"rel"`  // slash-separated, inside Root
+}
+
+// removePlaceholders removes the placeholder mountpoints bwrap created on the host, deepest
+// first, each only if it is still an empty directory or an empty regular file: anything else
+// was put there by someone else and is left alone. Paths are resolved without following
+// symlinks, so nothing outside the mount is touched.
+func removePlaceholders(created []placeholder) error {
+	var errs []error
+	sorted := slices.Clone(created)
+	slices.SortFunc(sorted, func(a, b placeholder) int { return strings.Count(b.Rel, "/") - strings.Count(a.Rel, "/") })
+	for _, p := range sorted {
+		dir, err := openNoFollow(p.Root, path.Dir(p.Rel))
+		if err != nil {
+			continue // gone, or replaced by a symlink: not ours to touch
+		}
+		name := path.Base(p.Rel)
+		var st unix.Stat_t
+		err = unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		switch {
+		case err != nil:
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			// Removes only an empty directory, atomically.
+			err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)
+			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOENT) {
+				err = nil
+			}
+		case st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0:
+			err = unix.Unlinkat(int(dir.Fd()), name, 0)
+			if errors.Is(err, unix.ENOENT) {
+				err = nil
+			}
+		}
+		dir.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove placeholder %s: %w", filepath.Join(p.Root, p.Rel), err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,107 @@
+package bwrap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// stateDir is a session's folder under Config.StateDir. Its lock file is held (flock) for the
+// session's life, so a later New can tell the folders of sessions whose keepup died and clean
+// them up.
+type stateDir struct {
+	dir  string
+	lock *os.File
+}
+
+const (
+	lockFile        = "lock"
+	placeholderFile = "placeholders.json"
+)
+
+func newStateDir(base, id string) (*stateDir, error) {
+	dir, err := os.MkdirTemp(base, id+"-")
+	if err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &stateDir{dir: dir, lock: lock}
+	if err := writeStateFiles(dir); err != nil {
+		s.remove()
+		return nil, err
+	}
+	return s, nil
+}
+
+// savePlaceholders records the placeholders bwrap is about to create.
+func (s *stateDir) savePlaceholders(p []placeholder) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.dir, placeholderFile), b, 0o600)
+}
+
+func (s *stateDir) remove() error {
+	err := os.RemoveAll(s.dir)
+	s.lock.Close()
+	if err != nil {
+		return fmt.Errorf("remove state folder: %w", err)
+	}
+	return nil
+}
+
+// cleanStale removes the placeholders and folders of sessions whose keepup is gone (their lock
+// is free). Best effort: what cannot be cleaned now is tried again next time.
+func cleanStale(base string) {
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue // may be a session being created right now, before it holds its lock
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				// Never locked: a session that died while being created, or not ours.
+				if _, err := os.Stat(filepath.Join(dir, "passwd")); err == nil {
+					os.RemoveAll(dir)
+				}
+			}
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			lock.Close() // live session
+			continue
+		}
+		var created []placeholder
+		if b, err := os.ReadFile(filepath.Join(dir, placeholderFile)); err == nil {
+			_ = json.Unmarshal(b, &created)
+		}
+		if removePlaceholders(created) == nil {
+			os.RemoveAll(dir)
+		}
+		lock.Close()
+	}
+}

@@ -1,0 +1,428 @@
+package inside
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
+)
+
+// Exit codes a shell would use when it cannot run a command.
+const (
+	exitCannotRun = 126
+	exitNotFound  = 127
+)
+
+// ExecMain is `keepup __sandbox-exec`: runs one command as the helper asked (the request on
+// fd 3), reports how it ended on fd 4, and returns the command's exit code.
+func ExecMain(args []string) int {
+	specF := os.NewFile(3, "spec")
+	resF := os.NewFile(4, "result")
+	if specF == nil || resF == nil {
+		fmt.Fprintln(os.Stderr, "keepup exec stub: started without its request")
+		return exitCannotRun
+	}
+	// The command must inherit neither.
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
+	res := execMain(specF)
+	_ = json.NewEncoder(resF).Encode(res)
+	resF.Close()
+	return res.Exit
+}
+
+func execMain(specF *os.File) execResult {
+	// Handle the helper's kill request before anything can start.
+	kill := make(chan os.Signal, 1)
+	signal.Notify(kill, syscall.SIGTERM)
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("prctl(PR_SET_DUMPABLE): %v", err)}
+	}
+	// Orphans of the command (daemons, setsid, nohup) are reparented to us, so we can kill them.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("prctl(PR_SET_CHILD_SUBREAPER): %v", err)}
+	}
+	var spec execSpec
+	b, err := io.ReadAll(io.LimitReader(specF, maxFrame))
+	specF.Close()
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("read request: %v", err)}
+	}
+	if len(spec.Args) == 0 {
+		return execResult{Exit: exitCannotRun, Err: "empty command"}
+	}
+	if err := setRlimits(spec.Rlimits); err != nil {
+		return execResult{Exit: exitCannotRun, Err: err.Error()}
+	}
+	rs, err := newRuleset(spec.Landlock)
+	if err != nil {
+		// Fail closed: a ruleset that was asked for and cannot be built means no command.
+		return execResult{Exit: exitCannotRun, Err: err.Error()}
+	}
+	defer rs.close()
+
+	path, err := lookPath(spec.Args[0], envValue(spec.Env, "PATH"), spec.Dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Args[0], err)
+		code := exitCannotRun
+		if errors.Is(err, errNotFound) {
+			code = exitNotFound
+		}
+		return execResult{Exit: code, LandlockABI: rs.abi}
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   spec.Args,
+		Env:    spec.Env,
+		Dir:    spec.Dir,
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		// Its own process group, so one kill reaches the command and its jobs; SIGKILL if we die.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+
+	type exited struct {
+		state *os.ProcessState
+		err   error
+	}
+	started := make(chan error, 1)
+	done := make(chan exited, 1)
+	go func() {
+		// Landlock binds the calling thread only: restrict this locked thread and fork the
+		// command from it, so the command is confined while the stub's other threads are not
+		// (under Landlock's signal scoping the command cannot signal or trace the stub). The
+		// thread is never unlocked: it exits with this goroutine instead of being reused. It
+		// also stays alive as long as the command, which Pdeathsig requires.
+		runtime.LockOSThread()
+		if err := rs.restrictThread(); err != nil {
+			started <- err
+			return
+		}
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		st, err := cmd.Process.Wait()
+		done <- exited{st, err}
+	}()
+	if err := <-started; err != nil {
+		if errors.Is(err, errLandlock) {
+			return execResult{Exit: exitCannotRun, Err: err.Error()}
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Args[0], startError(err))
+		return execResult{Exit: exitCannotRun, LandlockABI: rs.abi}
+	}
+	// Let go of the command's stdio, so its readers see end of file when the command's last
+	// process is gone rather than when we exit.
+	detachStdio()
+
+	pgid := cmd.Process.Pid
+	var timeout <-chan time.Time
+	if spec.TimeoutNS > 0 {
+		t := time.NewTimer(time.Duration(spec.TimeoutNS))
+		defer t.Stop()
+		timeout = t.C
+	}
+	res := execResult{LandlockABI: rs.abi}
+	var ex exited
+wait:
+	for {
+		select {
+		case ex = <-done:
+			break wait
+		case <-timeout:
+			res.TimedOut = true
+			killTree(pgid)
+		case <-kill:
+			res.Killed = true
+			killTree(pgid)
+		}
+	}
+	// Whatever the command left behind dies with it.
+	killTree(pgid)
+	reapAll()
+	if ex.err != nil {
+		res.Exit = exitCannotRun
+		res.Err = fmt.Sprintf("wait: %v", ex.err)
+		return res
+	}
+	ws := ex.state.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Exited():
+		res.Exit = ws.ExitStatus()
+	case ws.Signaled():
+		res.Exit = 128 + int(ws.Signal())
+		res.Signal = unix.SignalName(ws.Signal())
+	default:
+		res.Exit = exitCannotRun
+	}
+	return res
+}
+
+func detachStdio() {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer null.Close()
+	for fd := range 3 {
+		_ = unix.Dup3(int(null.Fd()), fd, 0)
+	}
+}
+
+func startError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "chdir" {
+		return fmt.Errorf("cannot change to directory %s: %v", pe.Path, pe.Err)
+	}
+	return err
+}
+
+// killTree kills the command's process group and then every live process reparented to us,
+// until none is left. Each round kills the children we have; their own children are
+// reparented to us when they die and are found by a later round. It does not reap: the
+// command itself is reaped by its Wait, the rest by reapAll.
+func killTree(pgid int) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	for range 5000 {
+		kids := children()
+		if len(kids) == 0 {
+			return
+		}
+		for _, pid := range kids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// reapAll kills and reaps children until there are none (ECHILD).
+func reapAll() {
+	for range 10000 {
+		for _, pid := range children() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.ECHILD) {
+			return
+		}
+	}
+}
+
+// children lists the live (not zombie) processes whose parent is this process, from /proc
+// (the sandbox's own pid namespace, so a short list).
+func children() []int {
+	self := os.Getpid()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == self {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+func setRlimits(r Rlimits) error {
+	set := func(name string, res int, v uint64) error {
+		if v == 0 {
+			return nil
+		}
+		var cur syscall.Rlimit
+		if err := syscall.Getrlimit(res, &cur); err != nil {
+			return fmt.Errorf("getrlimit(%s): %w", name, err)
+		}
+		if v > cur.Max {
+			v = cur.Max
+		}
+		// The hard limit too, so the command cannot raise it again.
+		// syscall.Setrlimit (not unix) so os/exec passes RLIMIT_NOFILE on unchanged.
+		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: v, Max: v}); err != nil {
+			return fmt.Errorf("setrlimit(%s, %d): %w", name, v, err)
+		}
+		return nil
+	}
+	if err := syscall.Setrlimit(unix.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		return fmt.Errorf("setrlimit(RLIMIT_CORE): %w", err)
+	}
+	if err := set("RLIMIT_NOFILE", unix.RLIMIT_NOFILE, r.NoFile); err != nil {
+		return err
+	}
+	if err := set("RLIMIT_FSIZE", unix.RLIMIT_FSIZE, r.FSize); err != nil {
+		return err
+	}
+	if err := set("RLIMIT_NPROC", unix.RLIMIT_NPROC, r.NProc); err != nil {
+		return err
+	}
+	return set("RLIMIT_AS", unix.RLIMIT_AS, r.AS)
+}
+
+var errLandlock = errors.New("landlock")
+
+// ruleset is a built Landlock ruleset, enforced per thread by restrictThread.
+type ruleset struct {
+	fd    int // -1: nothing to enforce (no Landlock in this kernel)
+	flags uint32
+	abi   int // the ABI version enforced, 0 for none
+}
+
+// landlockABI is the Landlock ABI version of the running kernel, capped at what go-landlock
+// knows; 0 when there is none.
+func landlockABI() int {
+	v, err := ll.LandlockGetABIVersion()
+	if err != nil || v < 0 {
+		return 0
+	}
+	return min(v, maxLandlockABI)
+}
+
+// maxLandlockABI is the highest Landlock ABI the vendored go-landlock speaks.
+const maxLandlockABI = 11
+
+func newRuleset(l Landlock) (*ruleset, error) {
+	abi := landlockABI()
+	if abi == 0 {
+		return &ruleset{fd: -1}, nil
+	}
+	cfg := landlock.Config{
+		HandledAccessFS: landlock.V11.HandledAccessFS,
+		Scoped:          landlock.V11.Scoped,
+	}.BestEffort()
+	rw := landlock.RWDirs(l.RW...).IgnoreIfMissing()
+	if abi >= 2 {
+		// Renames and links between directories (git, mv) need "refer"; asking for it on a
+		// kernel without it would make best effort drop Landlock altogether.
+		rw = rw.WithRefer()
+	}
+	rules := []landlock.Rule{
+		landlock.RODirs(l.RO...).IgnoreIfMissing(),
+		rw,
+		landlock.RWDirs(l.Dev...).WithIoctlDev().IgnoreIfMissing(),
+	}
+	fd, flags, err := cfg.NewRulesetFD(rules...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: build ruleset: %v", errLandlock, err)
+	}
+	if fd < 0 {
+		return &ruleset{fd: -1}, nil
+	}
+	return &ruleset{fd: fd, flags: flags, abi: abi}, nil
+}
+
+// restrictThread enforces the ruleset on the calling (locked) thread only.
+func (r *ruleset) restrictThread() error {
+	if r.fd < 0 {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("%w: prctl(PR_SET_NO_NEW_PRIVS): %v", errLandlock, err)
+	}
+	if err := ll.LandlockRestrictSelf(r.fd, r.flags); err != nil {
+		return fmt.Errorf("%w: landlock_restrict_self: %v", errLandlock, err)
+	}
+	return nil
+}
+
+func (r *ruleset) close() {
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+	}
+}
+
+var errNotFound = errors.New("command not found")
+
+// lookPath finds file in the command's PATH (not the stub's), as a shell would; relative
+// names are relative to the command's working directory, dir.
+func lookPath(file, path, dir string) (string, error) {
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if strings.Contains(file, "/") {
+		p := abs(file)
+		if err := executable(p); err != nil {
+			return "", err
+		}
+		return p, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := abs(filepath.Join(d, file))
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", errNotFound
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errNotFound
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode()&0o111 == 0 {
+		return errors.New("permission denied")
+	}
+	return nil
+}
+
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}

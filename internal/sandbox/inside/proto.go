@@ -1,0 +1,248 @@
+package inside
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hidden subcommands of the keepup binary that run this package's mains.
+const (
+	HelperCommand = "__sandbox-helper"
+	ExecCommand   = "__sandbox-exec"
+)
+
+// ControlFD is the file descriptor the helper inherits its end of the control socket as.
+const ControlFD = 3
+
+// HelperConfig is the session-wide configuration the backend hands the helper as its one
+// argument (JSON).
+type HelperConfig struct {
+	// Landlock lists the paths the commands may read and write. Empty lists still restrict:
+	// a command under Landlock can touch nothing that is not listed.
+	Landlock Landlock `json:"landlock"`
+	// Rlimits are set in every exec stub before it starts its command.
+	Rlimits Rlimits `json:"rlimits"`
+}
+
+// Landlock is the filesystem ruleset the exec stub applies to each command.
+type Landlock struct {
+	RO []string `json:"ro,omitempty"` // read and execute
+	RW []string `json:"rw,omitempty"` // read, execute, write, create, remove, rename
+	// Dev lists paths that are read-write and also allow ioctl on device files (/dev).
+	Dev []string `json:"dev,omitempty"`
+}
+
+// Rlimits are the resource limits of every command; zero fields leave the limit alone.
+type Rlimits struct {
+	NoFile uint64 `json:"nofile,omitempty"`
+	FSize  uint64 `json:"fsize,omitempty"`
+	NProc  uint64 `json:"nproc,omitempty"`
+	AS     uint64 `json:"as,omitempty"`
+}
+
+// Request is one message from the backend to the helper.
+type Request struct {
+	ID uint64 `json:"id"`
+	// Run, when set, starts a command; the request carries three file descriptors (stdin,
+	// stdout, stderr, in that order) as SCM_RIGHTS.
+	Run *Run `json:"run,omitempty"`
+	// Kill kills the command started by the run request with this ID (and everything it
+	// started); the run request still gets its reply.
+	Kill bool `json:"kill,omitempty"`
+	// FDs is the number of file descriptors sent with this request.
+	FDs int `json:"fds,omitempty"`
+}
+
+// Run is a command to run.
+type Run struct {
+	Args      []string `json:"args"`
+	Dir       string   `json:"dir"`
+	Env       []string `json:"env"`
+	TimeoutNS int64    `json:"timeout_ns,omitempty"`
+}
+
+// Reply is one message from the helper to the backend: the first, with ID 0, says the helper
+// is ready; every other one ends the run request with its ID.
+type Reply struct {
+	ID    uint64 `json:"id"`
+	Ready bool   `json:"ready,omitempty"`
+	// Exit is the command's exit code, 128+N when a signal N killed it.
+	Exit     int    `json:"exit"`
+	Signal   string `json:"signal,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Killed   bool   `json:"killed,omitempty"` // a kill request ended it
+	// LandlockABI is the Landlock ABI version the command ran under (0: none). In the ready
+	// reply it is what the kernel offers.
+	LandlockABI int `json:"landlock_abi"`
+	// Err says why the command could not be run at all (not its failure).
+	Err string `json:"err,omitempty"`
+}
+
+// execSpec is what the helper hands an exec stub on fd 3.
+type execSpec struct {
+	Run
+	Landlock Landlock `json:"landlock"`
+	Rlimits  Rlimits  `json:"rlimits"`
+}
+
+// execResult is what an exec stub reports on fd 4 before it exits.
+type execResult struct {
+	Exit        int    `json:"exit"`
+	Signal      string `json:"signal,omitempty"`
+	TimedOut    bool   `json:"timed_out,omitempty"`
+	Killed      bool   `json:"killed,omitempty"`
+	LandlockABI int    `json:"landlock_abi"`
+	Err         string `json:"err,omitempty"`
+}
+
+// maxFrame bounds one message; a command line and environment are far smaller.
+const maxFrame = 16 << 20
+
+// maxFDs bounds the descriptors one message may carry.
+const maxFDs = 8
+
+// Conn is one end of the control socket: length-prefixed JSON messages, some carrying file
+// descriptors. Sends are safe for concurrent use; receives are not.
+type Conn struct {
+	c  *net.UnixConn
+	wm sync.Mutex
+
+	buf []byte
+	fds []int // received and not yet claimed by a message, in arrival order
+}
+
+// NewConn wraps f, a connected AF_UNIX stream socket. f is not used afterwards and may be
+// closed by the caller.
+func NewConn(f *os.File) (*Conn, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		return nil, errors.New("control socket: not a unix socket")
+	}
+	return &Conn{c: uc}, nil
+}
+
+// Send writes v as one message with files as SCM_RIGHTS. The descriptors are duplicated into
+// the message; the caller still owns files.
+func (c *Conn) Send(v any, files ...*os.File) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(msg, uint32(len(body)))
+	copy(msg[4:], body)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	// A stream socket may take part of a large message; the descriptors travel with the first
+	// byte, the rest follows in order because sends are serialized.
+	n, _, err := c.c.WriteMsgUnix(msg, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n < len(msg) {
+		_, err = c.c.Write(msg[n:])
+	}
+	return err
+}
+
+// Recv reads the next message into v and returns the descriptors it carried (the number the
+// message names in its fds field, read by fdCount). The caller owns the files.
+func (c *Conn) Recv(v any, fdCount func(v any) int) ([]*os.File, error) {
+	for {
+		if len(c.buf) >= 4 {
+			n := int(binary.BigEndian.Uint32(c.buf))
+			if n > maxFrame {
+				return nil, fmt.Errorf("control socket: message of %d bytes", n)
+			}
+			if len(c.buf) >= 4+n {
+				body := c.buf[4 : 4+n]
+				err := json.Unmarshal(body, v)
+				c.buf = c.buf[4+n:]
+				if err != nil {
+					return nil, fmt.Errorf("control socket: %w", err)
+				}
+				want := 0
+				if fdCount != nil {
+					want = fdCount(v)
+				}
+				if want < 0 || want > len(c.fds) {
+					return nil, fmt.Errorf("control socket: message names %d descriptors, %d arrived", want, len(c.fds))
+				}
+				files := make([]*os.File, want)
+				for i := range want {
+					files[i] = os.NewFile(uintptr(c.fds[i]), fmt.Sprintf("fd%d", i))
+				}
+				c.fds = c.fds[want:]
+				return files, nil
+			}
+		}
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (c *Conn) fill() error {
+	var b [64 << 10]byte
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(b[:], oob)
+	if oobn > 0 {
+		cms, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr != nil {
+			return fmt.Errorf("control socket: %w", perr)
+		}
+		for _, cm := range cms {
+			fds, perr := unix.ParseUnixRights(&cm)
+			if perr != nil {
+				continue
+			}
+			c.fds = append(c.fds, fds...)
+		}
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return errors.New("control socket: descriptors were truncated")
+	}
+	if n > 0 {
+		c.buf = append(c.buf, b[:n]...)
+	}
+	if n == 0 && err == nil {
+		return io.EOF
+	}
+	return err
+}
+
+// Close closes the socket and any descriptors received but not claimed.
+func (c *Conn) Close() error {
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+	c.fds = nil
+	return c.c.Close()
+}
+
+// CloseWrite shuts down the sending half, so the peer reads end of file.
+func (c *Conn) CloseWrite() error { return c.c.CloseWrite() }
+
+// RequestFDs is the fdCount function for a Request.
+func RequestFDs(v any) int { return v.(*Request).FDs }
