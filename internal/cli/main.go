@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/keepup/keepup/internal/sandbox/inside"
 )
 
 // Exit codes (DESIGN.md).
@@ -40,6 +42,8 @@ Usage:
   keepup task show ID         show a task, its plan and summary
   keepup audit verify         check the audit chain
   keepup audit export [--task ID]
+  keepup sandbox exec [--grant [NAME=]PATH[:ro|:rw]]... [--timeout S] -- CMD ARGS...
+  keepup doctor               check that the sandbox can run here
   keepup version
 
 Model SPEC: anthropic:MODEL, openai:MODEL, ollama:MODEL, script:FILE
@@ -72,6 +76,17 @@ func Run(st *State, args []string) int {
 }
 
 func dispatch(st *State, args []string) error {
+	// Hidden commands keepup runs inside its own sandbox.
+	if len(args) > 0 {
+		switch args[0] {
+		case "__sandbox-helper":
+			return exitCode(inside.HelperMain(args[1:]))
+		case "__sandbox-exec":
+			return exitCode(inside.ExecMain(args[1:]))
+		case "__sandbox-selftest":
+			return exitCode(cmdSelfTest(st, args[1:]))
+		}
+	}
 	if len(args) == 0 {
 		fmt.Fprint(st.Stderr, usage)
 		return &exitError{code: ExitUsage}
@@ -98,6 +113,13 @@ func dispatch(st *State, args []string) error {
 			}
 		}
 		return usagef("usage: keepup audit verify | keepup audit export [--task ID]")
+	case "doctor":
+		return cmdDoctor(st, args[1:])
+	case "sandbox":
+		if len(args) >= 2 && args[1] == "exec" {
+			return cmdSandboxExec(st, args[2:])
+		}
+		return usagef("usage: keepup sandbox exec [--grant [NAME=]PATH[:ro|:rw]]... [--timeout S] -- CMD ARGS...")
 	case "version", "--version":
 		return cmdVersion(st, args[1:])
 	case "help", "-h", "--help":
@@ -105,6 +127,14 @@ func dispatch(st *State, args []string) error {
 		return nil
 	}
 	return usagef("unknown command %q; run 'keepup help' for the list", args[0])
+}
+
+// exitCode turns a plain exit code into the error Run expects.
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitError{code: code}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -37,6 +37,7 @@ type runOptions struct {
 	approvals string
 	json      bool
 	maxTurns  int
+	sandbox   string // "" (bubblewrap) or "none"
 	// quietSummary leaves the closing lines to the caller (demo).
 	quiet bool
 }
@@ -52,6 +53,7 @@ func cmdRun(st *State, args []string) error {
 	fs.StringVar(&o.approvals, "approvals", "", "ask|deny|auto")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
 	fs.IntVar(&o.maxTurns, "max-turns", 0, "maximum model turns")
+	fs.StringVar(&o.sandbox, "sandbox", "", "sandbox backend: bwrap (default) or none (development only)")
 	if err := fs.Parse(args); err != nil {
 		return usagef("run: %v", err)
 	}
@@ -120,6 +122,11 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return nil, usagef("%v", err)
 	}
 
+	backend, err := openBackend(st, set, o.sandbox)
+	if err != nil {
+		return nil, err
+	}
+
 	// Validate grants and uploads (scope.Open writes nothing until all are checked), then make
 	// KEEPUP_HOME and the database.
 	_, statErr := os.Stat(set.home)
@@ -149,6 +156,14 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return nil, usagef("database %s: %v", filepath.Join(set.home, "keepup.db"), err)
 	}
 	defer db.Close()
+
+	ctx, stop := st.Context()
+	defer stop()
+	sb, err := backend.Start(ctx, sandboxSpec(sess))
+	if err != nil {
+		return nil, usagef("the sandbox cannot start, so the task does not run: %s (run 'keepup doctor')", oneLine(err.Error()))
+	}
+	defer sb.Close()
 
 	reg, err := tool.NewRegistry(tool.Builtins()...)
 	if err != nil {
@@ -190,6 +205,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		Decide:            func(a policy.Action) policy.Decision { return set.policy.Decide(a, mode) },
 		Person:            person,
 		Session:           sess,
+		Sandbox:           sb,
 		Task:              t,
 		Budgets:           agent.Budgets{MaxTurns: o.maxTurns},
 		ContextWindow:     window,
@@ -200,8 +216,6 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, stop := st.Context()
-	defer stop()
 	final, err := r.Run(ctx)
 	if err != nil {
 		return final, fmt.Errorf("task %s: %w", t.ID, err)

@@ -16,6 +16,7 @@ import (
 // settings is keepup's configuration as read at start: KEEPUP_HOME, the user's config and the
 // managed policy, checked against the Cowork profile.
 type settings struct {
+	loaded            *config.Loaded
 	home              string
 	policy            *policy.Policy
 	defaultMode       string
@@ -45,6 +46,7 @@ func loadSettings(st *State) (*settings, error) {
 		managed = ld.Managed.Rules
 	}
 	set := &settings{
+		loaded:            ld,
 		home:              ld.Home,
 		policy:            policy.New(managed, ld.User.Rules),
 		defaultMode:       string(ld.User.Approvals),
