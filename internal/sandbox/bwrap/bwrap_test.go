@@ -3,9 +3,17 @@ package bwrap_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,27 +23,32 @@ import (
 
 type testBundle struct {
 	backend *bwrap.Backend
+	state   string // Config.StateDir
 	rw, ro  string // host folders granted read-write and read-only
 	spec    sandbox.Spec
 }
 
+// protect is the protected list of DESIGN.md, as the CLI passes it.
 var protect = []string{".git/hooks/", ".git/config", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc", ".zprofile",
 	".profile", ".gitconfig", ".mcp.json", ".claude/", ".keepup/", ".vscode/", ".idea/"}
 
-func setup(t *testing.T) *testBundle {
+var sessionSeq atomic.Int64
+
+func setup(t testing.TB) *testBundle {
 	t.Helper()
-	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: t.TempDir()})
+	state := t.TempDir()
+	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()
-	tb := &testBundle{backend: b, rw: filepath.Join(tmp, "rw"), ro: filepath.Join(tmp, "ro")}
+	tb := &testBundle{backend: b, state: state, rw: filepath.Join(tmp, "rw"), ro: filepath.Join(tmp, "ro")}
 	for _, d := range []string{tb.rw, tb.ro} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	id := "test-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
+	id := fmt.Sprintf("test-%d", sessionSeq.Add(1))
 	tb.spec = sandbox.Spec{
 		SessionID: id,
 		Mounts: []sandbox.Mount{
@@ -46,7 +59,10 @@ func setup(t *testing.T) *testBundle {
 	return tb
 }
 
-func (tb *testBundle) start(t *testing.T) sandbox.Session {
+func (tb *testBundle) rwDest() string { return tb.spec.Mounts[0].Dest }
+func (tb *testBundle) roDest() string { return tb.spec.Mounts[1].Dest }
+
+func (tb *testBundle) start(t testing.TB) sandbox.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -63,7 +79,7 @@ type runResult struct {
 	stdout, stderr string
 }
 
-func run(t *testing.T, s sandbox.Session, c sandbox.Command) runResult {
+func run(t testing.TB, s sandbox.Session, c sandbox.Command) runResult {
 	t.Helper()
 	var out, errb bytes.Buffer
 	if c.Stdout == nil {
@@ -81,25 +97,633 @@ func run(t *testing.T, s sandbox.Session, c sandbox.Command) runResult {
 	return runResult{res, out.String(), errb.String()}
 }
 
-func sh(t *testing.T, s sandbox.Session, script string) runResult {
+func sh(t testing.TB, s sandbox.Session, script string) runResult {
 	t.Helper()
 	return run(t, s, sandbox.Command{Args: []string{"sh", "-c", script}})
 }
 
+// mustSh runs script and fails the test unless it exits 0.
+func mustSh(t testing.TB, s sandbox.Session, script string) string {
+	t.Helper()
+	r := sh(t, s, script)
+	if r.ExitCode != 0 {
+		t.Fatalf("sh -c %q: exit %d\nstdout: %s\nstderr: %s", script, r.ExitCode, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// uniqueSleep returns a sleep duration no other test uses, to find the process on the host.
+func uniqueSleep() string {
+	return strconv.Itoa(100000 + int(sessionSeq.Add(1))*7)
+}
+
+// hostProcs lists the host processes whose command line is exactly argv.
+func hostProcs(argv ...string) []int {
+	want := strings.Join(argv, "\x00") + "\x00"
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && string(b) == want {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitHostProcs waits until n processes run argv on the host.
+func waitHostProcs(t testing.TB, n int, argv ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(hostProcs(argv...)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never started", argv)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// noHostProcs fails if a process runs argv on the host (after a short grace for the kernel
+// to finish tearing down what was killed).
+func noHostProcs(t testing.TB, argv ...string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		pids := hostProcs(argv...)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q still running on the host: pids %v", argv, pids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestEcho(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	s := tb.start(t)
+	s := setup(t).start(t)
 	r := run(t, s, sandbox.Command{Args: []string{"echo", "hello", "world"}})
-	if r.ExitCode != 0 || r.stdout != "hello world\n" {
+	if r.ExitCode != 0 || r.stdout != "hello world\n" || r.stderr != "" || r.Signal != "" || r.TimedOut {
 		t.Fatalf("got %+v", r)
 	}
 }
 
-func TestStatus(t *testing.T) {
+func TestStdinStreamsToStdout(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	// More than a pipe buffer each way, so both directions must stream concurrently.
+	in := make([]byte, 1<<20)
+	rand.Read(in)
+	var out bytes.Buffer
+	r := run(t, s, sandbox.Command{Args: []string{"cat"}, Stdin: bytes.NewReader(in), Stdout: &out})
+	if r.ExitCode != 0 || !bytes.Equal(out.Bytes(), in) {
+		t.Fatalf("exit %d, %d bytes back of %d", r.ExitCode, out.Len(), len(in))
+	}
+	// No stdin at all reads as end of file.
+	if r := run(t, s, sandbox.Command{Args: []string{"wc", "-c"}}); strings.TrimSpace(r.stdout) != "0" {
+		t.Fatalf("wc -c of no stdin: %q", r.stdout)
+	}
+}
+
+func TestStderrAndExitCodes(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	r := sh(t, s, "echo out; echo err >&2; exit 3")
+	if r.ExitCode != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Fatalf("got %+v", r)
+	}
+	r = run(t, s, sandbox.Command{Args: []string{"no-such-command-here"}})
+	if r.ExitCode != 127 || !strings.Contains(r.stderr, "command not found") {
+		t.Fatalf("missing command: %+v", r)
+	}
+	r = run(t, s, sandbox.Command{Args: []string{"/etc/hosts"}})
+	if r.ExitCode != 126 {
+		t.Fatalf("not executable: %+v", r)
+	}
+	// One writer for both: one pipe, order kept.
+	var both bytes.Buffer
+	r = run(t, s, sandbox.Command{Args: []string{"sh", "-c", "echo 1; echo 2 >&2; echo 3; echo 4 >&2"}, Stdout: &both, Stderr: &both})
+	if both.String() != "1\n2\n3\n4\n" {
+		t.Fatalf("combined output %q", both.String())
+	}
+}
+
+func TestKilledBySignal(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	r := sh(t, s, "kill -9 $$")
+	if r.ExitCode != 137 || r.Signal != "SIGKILL" || r.TimedOut {
+		t.Fatalf("got %+v", r)
+	}
+	r = sh(t, s, "kill -TERM $$")
+	if r.ExitCode != 143 || r.Signal != "SIGTERM" {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestWorkingDirectory(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	if err := os.Mkdir(filepath.Join(tb.rw, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.start(t)
+	if got := strings.TrimSpace(mustSh(t, s, "pwd")); got != tb.rwDest() {
+		t.Fatalf("default dir %q, want the first mount %q", got, tb.rwDest())
+	}
+	r := run(t, s, sandbox.Command{Args: []string{"pwd"}, Dir: tb.roDest()})
+	if strings.TrimSpace(r.stdout) != tb.roDest() {
+		t.Fatalf("Dir: %q", r.stdout)
+	}
+	r = run(t, s, sandbox.Command{Args: []string{"pwd"}, Dir: "sub"})
+	if strings.TrimSpace(r.stdout) != tb.rwDest()+"/sub" {
+		t.Fatalf("relative Dir: %q", r.stdout)
+	}
+	r = run(t, s, sandbox.Command{Args: []string{"pwd"}, Dir: "/no/such/dir"})
+	if r.ExitCode != 126 || !strings.Contains(r.stderr, "/no/such/dir") {
+		t.Fatalf("missing Dir: %+v", r)
+	}
+}
+
+func TestTmpAndHomeLastOneSession(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	s := tb.start(t)
-	r := sh(t, s, `id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; ls -la /proc/self/fd/; env; pwd; echo err >&2; exit 3`)
-	t.Logf("%+v\nstdout:\n%s\nstderr:\n%s", r.Result, r.stdout, r.stderr)
+	mustSh(t, s, `echo a > /tmp/a && echo h > "$HOME/h" && test "$HOME" = /home/keepup`)
+	if got := mustSh(t, s, `cat /tmp/a "$HOME/h"`); got != "a\nh\n" {
+		t.Fatalf("second command sees %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb.spec.SessionID += "-2"
+	s2 := tb.start(t)
+	if r := sh(t, s2, `ls -A /tmp "$HOME"`); r.ExitCode != 0 || strings.Contains(r.stdout, "a") || strings.Contains(r.stdout, "h\n") {
+		t.Fatalf("a new session sees the old one's files: %+v", r)
+	}
+}
+
+func TestGrants(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	if err := os.WriteFile(filepath.Join(tb.ro, "keep.txt"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.start(t)
+	mustSh(t, s, "echo written > new.txt && mkdir -p d/e && mv new.txt d/e/moved.txt && ln -s d/e/moved.txt link")
+	if b, err := os.ReadFile(filepath.Join(tb.rw, "d/e/moved.txt")); err != nil || string(b) != "written\n" {
+		t.Fatalf("rw grant on the host: %q, %v", b, err)
+	}
+	ro := tb.roDest()
+	if got := mustSh(t, s, "cat "+ro+"/keep.txt"); got != "keep" {
+		t.Fatalf("ro grant read %q", got)
+	}
+	for _, script := range []string{
+		"echo x > " + ro + "/keep.txt",
+		"echo x > " + ro + "/new.txt",
+		"rm " + ro + "/keep.txt",
+		"mv " + ro + "/keep.txt " + ro + "/k2",
+		"mkdir " + ro + "/d",
+	} {
+		r := sh(t, s, script)
+		if r.ExitCode == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+			t.Errorf("%s: exit %d, %q (want EROFS)", script, r.ExitCode, r.stderr)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(tb.ro, "keep.txt")); string(b) != "keep" {
+		t.Fatalf("ro grant changed on the host: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(tb.ro, "new.txt")); err == nil {
+		t.Fatal("file created in the ro grant")
+	}
+}
+
+func TestProtectedPaths(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	write := func(rel, content string) {
+		p := filepath.Join(tb.rw, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A repository without hooks; a nested one with them; ordinary files.
+	write(".git/config", "[core]\n")
+	write(".git/HEAD", "ref: refs/heads/main\n")
+	write("nested/repo/.git/config", "[nested]\n")
+	write("nested/repo/.git/hooks/pre-commit.sample", "#!/bin/sh\n")
+	write("nested/.vscode/settings.json", "{}")
+	write("notes.txt", "notes\n")
+	s := tb.start(t)
+
+	// While the session runs, the placeholders exist on the host.
+	for _, p := range []string{".git/hooks", ".claude", ".bashrc", ".gitmodules"} {
+		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err != nil {
+			t.Errorf("placeholder %s: %v", p, err)
+		}
+	}
+	for _, script := range []string{
+		"echo evil >> .git/config",
+		"echo evil > .git/config",
+		"rm -f .git/config",
+		"mv .git/config x",
+		"echo evil > .git/hooks/pre-commit",
+		"mv .git/hooks hooks-aside",
+		"rmdir .git/hooks",
+		"mv .git git-aside",
+		"mkdir -p .claude && echo '{}' > .claude/settings.json",
+		"mv .claude claude-aside",
+		"echo evil > .bashrc",
+		"mv .bashrc b",
+		"ln -s /tmp/x .gitmodules",
+		"echo evil >> nested/repo/.git/config",
+		"echo evil > nested/repo/.git/hooks/pre-commit",
+		"mv nested/repo/.git/hooks h",
+		"mv nested/repo r2",
+		"mv nested n2",
+		"echo evil > nested/.vscode/settings.json",
+		"mv nested/.vscode v",
+		// A folder holding a protected name is a project root: the rest of the list is guarded
+		// there too, existing or not.
+		"echo evil > nested/repo/.bashrc",
+		"mkdir -p nested/repo/.claude && echo '{}' > nested/repo/.claude/settings.json",
+		"echo '{}' > nested/.mcp.json",
+	} {
+		if r := sh(t, s, script); r.ExitCode == 0 {
+			t.Errorf("%q succeeded", script)
+		}
+	}
+	// Everything else in the grant stays writable, also inside .git.
+	mustSh(t, s, "echo more >> notes.txt && echo x > .git/index && mkdir -p .git/refs/heads && echo y > nested/repo/.git/FETCH_HEAD && mv notes.txt .git/")
+	// Removing the repository removes what is not protected; the protected paths stay.
+	mustSh(t, s, "rm -rf .git 2>/dev/null; test -f .git/config && test -d .git/hooks && test ! -e .git/index")
+	mustSh(t, s, "rm -rf nested 2>/dev/null; test -f nested/repo/.git/config && test -d nested/repo/.git/hooks")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Placeholders are gone; what existed is untouched.
+	for _, p := range []string{".git/hooks", ".claude", ".bashrc", ".gitmodules", ".mcp.json", ".keepup", ".vscode", ".idea", ".profile"} {
+		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err == nil {
+			t.Errorf("placeholder %s left on the host", p)
+		}
+	}
+	for rel, want := range map[string]string{
+		".git/config":                              "[core]\n",
+		"nested/repo/.git/config":                  "[nested]\n",
+		"nested/repo/.git/hooks/pre-commit.sample": "#!/bin/sh\n",
+		"nested/.vscode/settings.json":             "{}",
+	} {
+		if b, err := os.ReadFile(filepath.Join(tb.rw, rel)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	for _, p := range []string{"nested/repo/.git/hooks/pre-commit", "nested/repo/.bashrc", "nested/repo/.claude", "nested/.mcp.json", "nested/.git"} {
+		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err == nil {
+			t.Errorf("%s exists on the host after the session", p)
+		}
+	}
+}
+
+func TestPlaceholderKeptWhenSomeoneFilledIt(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	// The host (not the sandbox) puts something into a placeholder's folder during the session.
+	if err := os.WriteFile(filepath.Join(tb.rw, ".claude", "mine.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tb.rw, ".claude", "mine.json")); err != nil {
+		t.Fatalf("the host's file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tb.rw, ".idea")); err == nil {
+		t.Fatal("an empty placeholder stayed")
+	}
+}
+
+func TestProtectedSymlinkRefused(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	if err := os.Symlink("/root", filepath.Join(tb.rw, ".claude")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tb.backend.Start(context.Background(), tb.spec)
+	if !errors.Is(err, bwrap.ErrSymlinkProtected) {
+		t.Fatalf("Start: %v, want ErrSymlinkProtected", err)
+	}
+}
+
+func TestEnvironmentIsAllowlisted(t *testing.T) {
+	// Not parallel: it sets the test process's environment.
+	t.Setenv("KEEPUP_CANARY_SECRET", "leak")
+	t.Setenv("ANTHROPIC_API_KEY", "sk-canary")
+	tb := setup(t)
+	tb.spec.Env = map[string]string{"SESSION_VAR": "s", "KEEPUP_HOME": "/x"}
+	s := tb.start(t)
+	r := run(t, s, sandbox.Command{Args: []string{"env"}, Env: []string{"CMD_VAR=c", "KEEPUP_MODEL=x", "malformed", "LANG=en_US.UTF-8"}})
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		got[k] = v
+	}
+	want := map[string]string{
+		"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/keepup", "USER": "keepup", "LOGNAME": "keepup",
+		"SHELL": "/bin/bash", "LANG": "en_US.UTF-8", "TERM": "dumb", "TMPDIR": "/tmp",
+		"SESSION_VAR": "s", "CMD_VAR": "c",
+	}
+	if len(got) != len(want) {
+		t.Errorf("environment %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+	if strings.Contains(r.stdout, "leak") || strings.Contains(r.stdout, "canary") {
+		t.Errorf("host environment leaked: %s", r.stdout)
+	}
+}
+
+func TestConfinement(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	status := mustSh(t, s, "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status")
+	for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
+		"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q:\n%s", want, status)
+		}
+	}
+	if got := mustSh(t, s, "id -u; id -g; id -un; hostname"); got != "1000\n1000\nkeepup\nkeepup\n" {
+		t.Errorf("identity %q", got)
+	}
+	home, _ := os.UserHomeDir()
+	for _, p := range []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root", home, "/home/" + filepath.Base(home), "/var/run/docker.sock", "/run", "/sys", "/etc/bash.bashrc", "/etc/profile", "/etc/resolv.conf"} {
+		if r := sh(t, s, "test -e "+p); r.ExitCode == 0 && p != "/home/keepup" {
+			t.Errorf("%s exists inside", p)
+		}
+	}
+	if got := mustSh(t, s, "ls -A /home"); got != "keepup\n" {
+		t.Errorf("/home lists %q", got)
+	}
+	if got := mustSh(t, s, "cat /etc/passwd"); strings.Count(got, "\n") != 2 || !strings.Contains(got, "keepup:x:1000:1000") {
+		t.Errorf("/etc/passwd %q", got)
+	}
+	// Network: loopback only.
+	if got := mustSh(t, s, "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"); strings.TrimSpace(got) != "lo" {
+		t.Errorf("interfaces %q", got)
+	}
+	// The root and system folders are read-only.
+	for _, p := range []string{"/x", "/usr/x", "/etc/x", "/sessions/x", "/.keepup/x"} {
+		if r := sh(t, s, "touch "+p); r.ExitCode == 0 {
+			t.Errorf("created %s", p)
+		}
+	}
+	// No descriptor but stdio reaches the command.
+	if fds := mustSh(t, s, "ls /proc/self/fd | tr '\\n' ' '; readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2"); !strings.HasPrefix(fds, "0 1 2 3 pipe:") || strings.Count(fds, "pipe:") != 3 {
+		t.Errorf("descriptors of ls: %q (want stdio and its own)", fds)
+	}
+	// Resource limits (rlimits: no usable cgroup v2 here).
+	if got := mustSh(t, s, "bash -c 'ulimit -c; ulimit -n; ulimit -Hn; ulimit -v; ulimit -u; ulimit -f'"); got != "0\n8192\n8192\n4194304\n1024\n8388608\n" {
+		t.Errorf("ulimits %q", got)
+	}
+}
+
+func TestLandlock(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	abi := s.(*bwrap.Session).LandlockABI()
+	if abi == 0 {
+		t.Skip("no Landlock in this kernel")
+	}
+	// Writable without Landlock (a process may rename itself), but /proc is outside the
+	// ruleset's writable paths.
+	if r := sh(t, s, "echo renamed > /proc/self/comm"); r.ExitCode == 0 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("writing /proc/self/comm: %+v", r)
+	}
+	// The rules still allow what commands need.
+	mustSh(t, s, "echo x > /tmp/f && echo x > $HOME/f && echo x > /dev/null && echo x > /dev/shm/f && mkdir -p a/b && mv /tmp/f a/b/ && mv a/b/f ./f2")
+	if abi >= 6 {
+		// Signal scoping: the command cannot signal the stub that supervises it ($PPID) or the
+		// helper, though they run as the same user.
+		if r := sh(t, s, "kill -0 $PPID 2>&1"); r.ExitCode == 0 {
+			t.Errorf("the command could signal its supervisor: %+v", r)
+		}
+		mustSh(t, s, "sleep 5 & kill $!")
+	}
+}
+
+func TestTimeoutKillsTheTree(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	n := uniqueSleep()
+	start := time.Now()
+	r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", "sleep " + n + " & sleep " + n + "; echo never"}, Timeout: 300 * time.Millisecond})
+	if !r.TimedOut || r.ExitCode != 137 || r.Signal != "SIGKILL" || strings.Contains(r.stdout, "never") {
+		t.Fatalf("got %+v", r)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	noHostProcs(t, "sleep", n)
+}
+
+func TestBackgroundProcessesDieWithTheirCommand(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	a, b, c, d := uniqueSleep(), uniqueSleep(), uniqueSleep(), uniqueSleep()
+	start := time.Now()
+	r := sh(t, s, "setsid sleep "+a+" & nohup sleep "+b+" >/dev/null 2>&1 & (sleep "+c+" &) ; (setsid sh -c 'sleep "+d+" & exit' &) ; echo started")
+	if r.ExitCode != 0 || r.stdout != "started\n" {
+		t.Fatalf("got %+v", r)
+	}
+	if dt := time.Since(start); dt > 5*time.Second {
+		t.Fatalf("Run waited %v for background processes", dt)
+	}
+	for _, n := range []string{a, b, c, d} {
+		noHostProcs(t, "sleep", n)
+	}
+	// The session still works.
+	mustSh(t, s, "true")
+}
+
+func TestContextCancelKills(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	n := uniqueSleep()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		waitHostProcs(t, 2, "sleep", n)
+		cancel()
+	}()
+	res, err := s.Run(ctx, sandbox.Command{Args: []string{"sh", "-c", "sleep " + n + " & sleep " + n}})
+	if !errors.Is(err, context.Canceled) || res.ExitCode != 137 {
+		t.Fatalf("Run: %+v, %v", res, err)
+	}
+	noHostProcs(t, "sleep", n)
+	mustSh(t, s, "true")
+}
+
+func TestCloseKillsRunningCommands(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	n := uniqueSleep()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Run(context.Background(), sandbox.Command{Args: []string{"sh", "-c", "sleep " + n + " & setsid sleep " + n}})
+		errc <- err
+	}()
+	waitHostProcs(t, 2, "sleep", n)
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("Run of a command killed by Close returned no error")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	noHostProcs(t, "sleep", n)
+	if _, err := s.Run(context.Background(), sandbox.Command{Args: []string{"true"}}); err == nil {
+		t.Fatal("Run after Close returned no error")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	const n = 8
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			r := sh(t, s, fmt.Sprintf("sleep 2; echo %d; echo e%d >&2; exit %d", i, i, i))
+			if r.stdout != fmt.Sprintf("%d\n", i) || r.stderr != fmt.Sprintf("e%d\n", i) || r.ExitCode != i {
+				t.Errorf("command %d: %+v", i, r)
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d > n*2*time.Second/2 {
+		t.Errorf("%d two-second commands took %v: not concurrent", n, d)
+	}
+}
+
+func TestBwrapDiesRunFails(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	// Find this session's bwrap: a child of this process whose arguments name the session.
+	var pid int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), tb.rwDest()+"\x00") && strings.Contains(string(b), "bwrap") {
+			stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			if f[1] == strconv.Itoa(os.Getpid()) {
+				pid, _ = strconv.Atoi(e.Name())
+			}
+		}
+	}
+	if pid == 0 {
+		t.Fatal("bwrap process not found")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, err := s.Run(context.Background(), sandbox.Command{Args: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "bwrap") {
+		t.Fatalf("Run in a dead sandbox: %v", err)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	for name, mod := range map[string]func(*sandbox.Spec){
+		"bad id":          func(s *sandbox.Spec) { s.SessionID = "../x" },
+		"relative host":   func(s *sandbox.Spec) { s.Mounts[0].Host = "rel" },
+		"missing host":    func(s *sandbox.Spec) { s.Mounts[0].Host = "/no/such/folder" },
+		"dest over /usr":  func(s *sandbox.Spec) { s.Mounts[0].Dest = "/usr/lib" },
+		"dest over /etc":  func(s *sandbox.Spec) { s.Mounts[0].Dest = "/etc" },
+		"unclean dest":    func(s *sandbox.Spec) { s.Mounts[0].Dest = "/sessions/../etc" },
+		"protect escapes": func(s *sandbox.Spec) { s.Mounts[0].Protect = []string{"../x"} },
+		"proxy":           func(s *sandbox.Spec) { s.Network.ProxySocket = "/tmp/proxy.sock" },
+	} {
+		spec := tb.spec
+		spec.Mounts = append([]sandbox.Mount(nil), tb.spec.Mounts...)
+		mod(&spec)
+		if s, err := tb.backend.Start(context.Background(), spec); err == nil {
+			s.Close()
+			t.Errorf("%s: Start succeeded", name)
+		}
+	}
+	// Nothing was left behind.
+	if ents, _ := os.ReadDir(tb.state); len(ents) != 0 {
+		t.Errorf("state folder holds %d entries after failed starts", len(ents))
+	}
+}
+
+func TestBwrapMissing(t *testing.T) {
+	t.Parallel()
+	_, err := bwrap.New(bwrap.Config{Bwrap: "/nonexistent/bwrap", Exe: os.Args[0], StateDir: t.TempDir()})
+	if !errors.Is(err, sandbox.ErrUnavailable) || !strings.Contains(err.Error(), "apt-get install bubblewrap") {
+		t.Fatalf("New: %v", err)
+	}
+	r := bwrap.Probe(context.Background(), "/nonexistent/bwrap", "")
+	if r.Err == nil || r.Bwrap != "" {
+		t.Fatalf("Probe: %+v", r)
+	}
+}
+
+func TestUserNamespaceRefused(t *testing.T) {
+	t.Parallel()
+	// A bwrap that answers --version and --help but cannot create a user namespace, as under
+	// Ubuntu's AppArmor restriction.
+	real, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip(err)
+	}
+	fake := filepath.Join(t.TempDir(), "bwrap")
+	script := "#!/bin/sh\ncase \"$1\" in --version|--help) exec " + real + " \"$@\";; esac\n" +
+		"echo 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bwrap.New(bwrap.Config{Bwrap: fake, Exe: os.Args[0], StateDir: t.TempDir()})
+	if !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Fatalf("New: %v", err)
+	}
+	for _, want := range []string{"setting up uid map", "kernel.apparmor_restrict_unprivileged_userns=0", "kernel.unprivileged_userns_clone=1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	t.Parallel()
+	r := bwrap.Probe(context.Background(), "", "")
+	if r.Err != nil || !r.UserNS || r.Version == "" || r.SeccompInstructions == 0 {
+		t.Fatalf("Probe: %+v", r)
+	}
+	t.Log(r)
 }

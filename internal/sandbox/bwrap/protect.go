@@ -63,10 +63,11 @@ func (p *guardPlan) close() {
 
 // planGuards works out the guards of the read-write mount of host (a directory, symlinks
 // resolved) for the protected list protect (paths relative to the mount; a trailing "/" marks
-// a directory). Each entry is guarded at the top of the mount whether or not it exists, and
-// below it (a bounded walk) wherever its first component exists (a nested repository's
-// .git/hooks gets a placeholder if it is missing; a nested .bashrc that does not exist is not
-// guarded: a bind mount can only protect what is there at the start).
+// a directory). Each entry is guarded at the top of the mount whether or not it exists, and in
+// every folder below it (a bounded walk) that holds any protected name already — a nested
+// repository, a folder with a .vscode — whether or not it exists there. A folder without any
+// protected name, or made during the session, gets no guards: bind mounts protect what exists
+// when the session starts.
 func planGuards(host string, protect []string) (*guardPlan, error) {
 	var entries []string
 	for _, p := range protect {
@@ -85,15 +86,16 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 	}
 	pl := &guardPlan{}
 	seen := map[string]bool{} // rel -> planned
-	add := func(g guard) {
+	add := func(g guard) bool {
 		if seen[g.rel] {
 			if g.f != nil {
 				g.f.Close()
 			}
-			return
+			return false
 		}
 		seen[g.rel] = true
 		pl.guards = append(pl.guards, g)
+		return true
 	}
 	guardAt := func(base string, e string, placeholders bool) error {
 		return planEntry(host, base, e, dirHint[e], placeholders, add, &pl.created)
@@ -104,11 +106,13 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 			return nil, err
 		}
 	}
-	// Below the top: breadth first, so a large tree spends the budget on shallow folders.
-	firsts := map[string][]string{} // lower-cased first component -> entries
+	// Below the top, breadth first so a large tree spends the budget on shallow folders: a
+	// folder holding any protected name (a nested repository's .git, a .vscode) is a project
+	// root, guarded like the top, placeholders included.
+	firsts := map[string]bool{} // lower-cased first components
 	for _, e := range entries {
 		f, _, _ := strings.Cut(e, "/")
-		firsts[strings.ToLower(f)] = append(firsts[strings.ToLower(f)], e)
+		firsts[strings.ToLower(f)] = true
 	}
 	type dir struct {
 		rel   string
@@ -124,23 +128,33 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 			continue // unreadable or replaced: nothing below it is reachable from here either
 		}
 		budget -= len(ents)
+		var spelled []string // protected names as spelled on disk
 		for _, ent := range ents {
-			rel := path.Join(d.rel, ent.name)
-			if matches, ok := firsts[strings.ToLower(ent.name)]; ok {
-				if d.rel != "" {
-					for _, e := range matches {
-						// The entry as spelled on disk, then the rest of the protected path.
-						_, rest, _ := strings.Cut(e, "/")
-						if err := planEntry(host, d.rel, path.Join(ent.name, rest), dirHint[e], true, add, &pl.created); err != nil {
-							pl.close()
-							return nil, err
-						}
-					}
-				}
+			if firsts[strings.ToLower(ent.name)] {
+				spelled = append(spelled, ent.name)
 				continue // never descend into a protected name
 			}
 			if ent.dir && d.depth+1 < walkDepth {
-				queue = append(queue, dir{rel, d.depth + 1})
+				queue = append(queue, dir{path.Join(d.rel, ent.name), d.depth + 1})
+			}
+		}
+		if d.rel == "" || len(spelled) == 0 {
+			continue
+		}
+		for _, e := range entries {
+			f, rest, _ := strings.Cut(e, "/")
+			variants := []string{e}
+			for _, sp := range spelled {
+				if sp != f && strings.EqualFold(sp, f) {
+					// Another spelling on disk (a case-insensitive tool may use it) is guarded too.
+					variants = append(variants, path.Join(sp, rest))
+				}
+			}
+			for _, v := range variants {
+				if err := planEntry(host, d.rel, v, dirHint[e], true, add, &pl.created); err != nil {
+					pl.close()
+					return nil, err
+				}
 			}
 		}
 	}
@@ -186,7 +200,7 @@ var ErrSymlinkProtected = errors.New("a protected path is a symlink")
 
 // planEntry guards base/e: a read-only bind if it exists, else (when placeholders is set) a
 // placeholder at its first missing component.
-func planEntry(host, base, e string, dirHint, placeholders bool, add func(guard), created *[]placeholder) error {
+func planEntry(host, base, e string, dirHint, placeholders bool, add func(guard) bool, created *[]placeholder) error {
 	comps := strings.Split(e, "/")
 	cur := base
 	for i, c := range comps {
@@ -194,8 +208,7 @@ func planEntry(host, base, e string, dirHint, placeholders bool, add func(guard)
 		last := i == len(comps)-1
 		fi, err := os.Lstat(filepath.Join(host, cur))
 		if errors.Is(err, fs.ErrNotExist) {
-			if placeholders {
-				add(guard{rel: cur, kind: guardPlaceholder, dir: !last || dirHint})
+			if placeholders && add(guard{rel: cur, kind: guardPlaceholder, dir: !last || dirHint}) {
 				*created = append(*created, placeholder{Root: host, Rel: cur})
 			}
 			return nil
@@ -311,6 +324,7 @@ func removePlaceholders(created []placeholder) error {
 		err = unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
 		switch {
 		case err != nil:
+			err = nil // gone already
 		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			// Removes only an empty directory, atomically.
 			err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)

@@ -78,6 +78,13 @@ func execMain(specF *os.File) execResult {
 	}
 	defer rs.close()
 
+	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		fmt.Fprintf(os.Stderr, "%s: cannot change to directory %s: %v\n", spec.Args[0], spec.Dir, errors.Unwrap(err))
+		return execResult{Exit: exitCannotRun, LandlockABI: rs.abi}
+	}
 	path, err := lookPath(spec.Args[0], envValue(spec.Env, "PATH"), spec.Dir)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Args[0], err)

@@ -1,0 +1,70 @@
+package bwrap_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/keepup/keepup/internal/sandbox"
+)
+
+// BenchmarkWarmRun runs `true` in a started session: the cost of one command.
+func BenchmarkWarmRun(b *testing.B) {
+	s := setup(b).start(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Run(ctx, sandbox.Command{Args: []string{"true"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkColdRun starts a session, runs `true` and closes it.
+func BenchmarkColdRun(b *testing.B) {
+	tb := setup(b)
+	ctx := context.Background()
+	for b.Loop() {
+		s, err := tb.backend.Start(ctx, tb.spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Run(ctx, sandbox.Command{Args: []string{"true"}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBareBwrap runs /usr/bin/true under bwrap with the same namespaces and a minimal
+// filesystem: the floor of a sandbox per command.
+func BenchmarkBareBwrap(b *testing.B) {
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip(err)
+	}
+	args := []string{"--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+		"--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+		"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/usr/bin/true"}
+	for b.Loop() {
+		if err := exec.Command(bw, args...).Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBareForkExec runs /usr/bin/true with os/exec: no sandbox at all.
+func BenchmarkBareForkExec(b *testing.B) {
+	if _, err := os.Stat("/usr/bin/true"); err != nil {
+		b.Skip(err)
+	}
+	for b.Loop() {
+		if err := exec.Command("/usr/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
