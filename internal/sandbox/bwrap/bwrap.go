@@ -71,6 +71,7 @@ type Backend struct {
 	seccomp []byte
 	cg      *cgroupParent // nil: per-command rlimits instead
 	cgWhy   string        // why cg is nil
+	pids1   *pidsV1Parent // when cg is nil: bounds processes (cgroup v1), else nil
 
 	mu       sync.Mutex
 	sessions map[string]bool // live session ids
@@ -124,6 +125,12 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}}
 	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
+	if b.cg == nil && cfg.CgroupParent == "" {
+		var why string
+		if b.pids1, why = findPidsV1(); b.pids1 == nil {
+			b.cgWhy += "; " + why
+		}
+	}
 	cleanStale(cfg.StateDir)
 	return b, nil
 }
@@ -131,10 +138,15 @@ func New(cfg Config) (*Backend, error) {
 // Name is "bwrap".
 func (b *Backend) Name() string { return "bwrap" }
 
-// Limiter says how resource limits are enforced: "cgroup v2 at DIR" or "rlimits (why)".
+// Limiter says how resource limits are enforced: "cgroup v2 at DIR", or per-command rlimits
+// (with the reason), with the number of processes bounded by a cgroup v1 pids folder when
+// there is one.
 func (b *Backend) Limiter() string {
-	if b.cg != nil {
+	switch {
+	case b.cg != nil:
 		return "cgroup v2 at " + b.cg.dir
+	case b.pids1 != nil:
+		return "rlimits and cgroup v1 pids at " + b.pids1.dir + " (" + b.cgWhy + ")"
 	}
 	return "rlimits (" + b.cgWhy + ")"
 }

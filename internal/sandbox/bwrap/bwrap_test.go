@@ -727,3 +727,22 @@ func TestProbe(t *testing.T) {
 	}
 	t.Log(r)
 }
+
+func TestProcessLimit(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.spec.Limits.Pids = 64
+	t.Log(tb.backend.Limiter())
+	if os.Getuid() == 0 && !strings.Contains(tb.backend.Limiter(), "cgroup") {
+		t.Skip("as root, only a cgroup bounds processes, and none is usable here")
+	}
+	s := tb.start(t)
+	n := uniqueSleep()
+	r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", "i=0; while [ $i -lt 200 ]; do sleep " + n + " & i=$((i+1)); done; echo $i"}, Timeout: 20 * time.Second})
+	if got := len(hostProcs("sleep", n)); got != 0 {
+		t.Errorf("%d sleeps left after the command", got)
+	}
+	if !strings.Contains(r.stderr, "fork") {
+		t.Fatalf("200 processes started under a limit of 64: %+v", r)
+	}
+}

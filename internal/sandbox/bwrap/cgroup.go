@@ -159,3 +159,132 @@ func (c *cgroup) destroy() error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// pidsV1Parent is a cgroup v1 pids hierarchy folder: the fallback that bounds the number of a
+// session's processes when cgroup v2 is not usable. It matters when keepup runs as root:
+// RLIMIT_NPROC does not bind processes whose user is root on the host, which the sandbox user
+// then is.
+type pidsV1Parent struct {
+	dir string
+}
+
+// findPidsV1 finds keepup's own folder in a writable cgroup v1 pids hierarchy.
+func findPidsV1() (*pidsV1Parent, string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, "cannot read /proc/self/mountinfo"
+	}
+	var mnt, root string
+	for _, l := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" || !slices.Contains(strings.Split(g[2], ","), "pids") {
+			continue
+		}
+		root, mnt = f[3], f[4]
+		break
+	}
+	if mnt == "" {
+		return nil, "no cgroup v1 pids hierarchy either"
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, "cannot read /proc/self/cgroup"
+	}
+	rel := ""
+	for _, l := range strings.Split(string(self), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "pids") {
+			rel = parts[2]
+		}
+	}
+	rel = strings.TrimPrefix(rel, strings.TrimSuffix(root, "/"))
+	dir := filepath.Join(mnt, rel)
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil || unix.Access(dir, unix.W_OK) != nil {
+		return nil, fmt.Sprintf("the cgroup v1 pids folder %s is not writable", dir)
+	}
+	return &pidsV1Parent{dir: dir}, ""
+}
+
+// pidsV1 is one session's cgroup v1 pids folder.
+type pidsV1 struct {
+	dir string
+}
+
+func (p *pidsV1Parent) create(name string, max int) (*pidsV1, error) {
+	dir := filepath.Join(p.dir, "keepup-"+name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(max)), 0); err != nil {
+		unix.Rmdir(dir)
+		return nil, fmt.Errorf("pids.max: %w", err)
+	}
+	return &pidsV1{dir: dir}, nil
+}
+
+// join moves the processes pids (the sandbox's, before it runs anything) into the folder;
+// everything they start afterwards is born in it.
+func (c *pidsV1) join(pids []int) error {
+	for _, pid := range pids {
+		if err := os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("move process %d into %s: %w", pid, c.dir, err)
+		}
+	}
+	return nil
+}
+
+// destroy kills what is left in the folder and removes it.
+func (c *pidsV1) destroy() error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := unix.Rmdir(c.dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", c.dir, err)
+		}
+		if procs, err := os.ReadFile(filepath.Join(c.dir, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(procs)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// descendants lists pid and every process below it, from the host's /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(s[i+1:]); len(f) >= 2 {
+			parent[p], _ = strconv.Atoi(f[1])
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		for p, pp := range parent {
+			if pp == out[i] {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

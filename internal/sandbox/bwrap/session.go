@@ -38,6 +38,7 @@ type Session struct {
 	state   *stateDir
 	created []placeholder
 	cg      *cgroup
+	pids1   *pidsV1
 	limits  sandbox.Limits
 
 	cmd     *exec.Cmd
@@ -110,6 +111,11 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if s.cg == nil {
 		rl.NProc = uint64(s.limits.Pids)
 		rl.AS = uint64(s.limits.MemoryBytes)
+		if b.pids1 != nil {
+			if s.pids1, err = b.pids1.create(spec.SessionID+"-"+path.Base(s.state.dir), s.limits.Pids); err != nil {
+				return nil, fmt.Errorf("bwrap: cgroup v1 pids: %w", err)
+			}
+		}
 	}
 	hc := inside.HelperConfig{
 		Landlock: inside.Landlock{RO: []string{"/"}, RW: []string{"/tmp", Home}, Dev: []string{"/dev"}},
@@ -191,6 +197,13 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 			return nil, s.startError()
 		}
 		s.landlockABI = r.LandlockABI
+		if s.pids1 != nil {
+			// Nothing but bwrap and the idle helper runs yet: move them, and everything they
+			// start later is born inside.
+			if err := s.pids1.join(descendants(cmd.Process.Pid)); err != nil {
+				return nil, fmt.Errorf("bwrap: cgroup v1 pids: %w", err)
+			}
+		}
 	case <-s.exited:
 		return nil, s.startError()
 	case <-ctx.Done():
@@ -446,6 +459,11 @@ func (s *Session) teardown() error {
 	}
 	if s.cg != nil {
 		if err := s.cg.destroy(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.pids1 != nil {
+		if err := s.pids1.destroy(); err != nil {
 			errs = append(errs, err)
 		}
 	}
