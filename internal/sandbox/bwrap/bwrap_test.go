@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -745,4 +746,75 @@ func TestProcessLimit(t *testing.T) {
 	if !strings.Contains(r.stderr, "fork") {
 		t.Fatalf("200 processes started under a limit of 64: %+v", r)
 	}
+}
+
+// TestCrashedKeepupLeavesNothing: keepup is killed while a session runs. bwrap and everything
+// in the sandbox die with it, and the next New removes the placeholders it left on the host.
+func TestCrashedKeepupLeavesNothing(t *testing.T) {
+	if os.Getenv("BWRAP_TEST_CRASH_STATE") != "" {
+		return // the child's half runs in TestCrashChild
+	}
+	t.Parallel()
+	state, grant := t.TempDir(), t.TempDir()
+	n := uniqueSleep()
+	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	child.Env = append(os.Environ(), "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant, "BWRAP_TEST_CRASH_SLEEP="+n)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child: %q, %v", buf, err)
+	}
+	waitHostProcs(t, 1, "sleep", n)
+	if _, err := os.Lstat(filepath.Join(grant, ".claude")); err != nil {
+		t.Fatalf("no placeholder while the session runs: %v", err)
+	}
+	child.Process.Kill()
+	child.Wait()
+	noHostProcs(t, "sleep", n)
+
+	bwrap.SetStaleAge(0)
+	if _, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(grant); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left in the grant: %v", names)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state folder holds %d entries", len(ents))
+	}
+}
+
+// TestCrashChild is the keepup that crashes, run by TestCrashedKeepupLeavesNothing.
+func TestCrashChild(t *testing.T) {
+	state := os.Getenv("BWRAP_TEST_CRASH_STATE")
+	if state == "" {
+		t.Skip("run by TestCrashedKeepupLeavesNothing")
+	}
+	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := os.Getenv("BWRAP_TEST_CRASH_GRANT")
+	s, err := b.Start(context.Background(), sandbox.Spec{SessionID: "crash", Mounts: []sandbox.Mount{
+		{Host: grant, Dest: "/sessions/crash/mnt/g", RW: true, Protect: protect},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Run(context.Background(), sandbox.Command{Args: []string{"sleep", os.Getenv("BWRAP_TEST_CRASH_SLEEP")}})
+	os.Stdout.WriteString("ready\n")
+	select {}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,10 @@ type stateDir struct {
 	dir  string
 	lock *os.File
 }
+
+// staleAge is how old an unlocked session folder must be before it is taken for a dead
+// session's (younger ones may be being created, before they hold their lock).
+var staleAge atomic.Int64 // nanoseconds; 0 means time.Minute
 
 const (
 	lockFile        = "lock"
@@ -78,7 +83,11 @@ func cleanStale(base string) {
 			continue
 		}
 		dir := filepath.Join(base, e.Name())
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+		age := time.Duration(staleAge.Load())
+		if age == 0 {
+			age = time.Minute
+		}
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < age {
 			continue // may be a session being created right now, before it holds its lock
 		}
 		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)

@@ -115,8 +115,10 @@ type Conn struct {
 	c  *net.UnixConn
 	wm sync.Mutex
 
-	buf []byte
-	fds []int // received and not yet claimed by a message, in arrival order
+	buf  []byte // received bytes not yet parsed
+	rbuf []byte // read buffer
+	oob  []byte
+	fds  []int // received and not yet claimed by a message, in arrival order
 }
 
 // NewConn wraps f, a connected AF_UNIX stream socket. f is not used afterwards and may be
@@ -204,9 +206,12 @@ func (c *Conn) Recv(v any, fdCount func(v any) int) ([]*os.File, error) {
 }
 
 func (c *Conn) fill() error {
-	var b [64 << 10]byte
-	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
-	n, oobn, flags, _, err := c.c.ReadMsgUnix(b[:], oob)
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, 64<<10)
+		c.oob = make([]byte, unix.CmsgSpace(4*maxFDs))
+	}
+	b, oob := c.rbuf, c.oob
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(b, oob)
 	if oobn > 0 {
 		cms, perr := unix.ParseSocketControlMessage(oob[:oobn])
 		if perr != nil {
@@ -225,8 +230,9 @@ func (c *Conn) fill() error {
 	}
 	if n > 0 {
 		c.buf = append(c.buf, b[:n]...)
+		return nil
 	}
-	if n == 0 && err == nil {
+	if err == nil || errors.Is(err, io.EOF) {
 		return io.EOF
 	}
 	return err
