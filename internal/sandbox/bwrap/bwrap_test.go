@@ -486,9 +486,16 @@ func TestConfinement(t *testing.T) {
 		t.Errorf("interfaces %q", got)
 	}
 	// The root and system folders are read-only.
-	for _, p := range []string{"/x", "/usr/x", "/etc/x", "/sessions/x", "/.keepup/x"} {
+	for _, p := range []string{"/x", "/usr/x", "/etc/x", "/sessions/x", "/.keepup/x", "/dev/x", "/proc/x"} {
 		if r := sh(t, s, "touch "+p); r.ExitCode == 0 {
 			t.Errorf("created %s", p)
+		}
+	}
+	mustSh(t, s, "echo x > /dev/null && echo x > /dev/shm/x && head -c 1 /dev/urandom > /dev/null")
+	// Namespaces and mounts stay as they are.
+	for _, script := range []string{"unshare -U true", "unshare -r true", "mount -t tmpfs none /tmp", "umount /tmp"} {
+		if r := sh(t, s, script); r.ExitCode == 0 {
+			t.Errorf("%s succeeded", script)
 		}
 	}
 	// No descriptor but stdio reaches the command.

@@ -176,17 +176,20 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 	}
 	a("--symlink", "/proc/self/mounts", "/etc/mtab")
 	a("--proc", "/proc", "--dev", "/dev")
-	tmpfs := func(dest, perms string) {
+	tmpfs := func(dest, perms string, size int64) {
 		if b.feat.perms {
 			a("--perms", perms)
 		}
 		if b.feat.size {
-			a("--size", strconv.FormatInt(b.cfg.TmpfsBytes, 10))
+			a("--size", strconv.FormatInt(size, 10))
 		}
 		a("--tmpfs", dest)
 	}
-	tmpfs("/tmp", "1777")
-	tmpfs(Home, "0700")
+	tmpfs("/tmp", "1777", b.cfg.TmpfsBytes)
+	tmpfs(Home, "0700", b.cfg.TmpfsBytes)
+	// /dev is a tmpfs without a size; its own shm, and then nothing else in it, is writable.
+	tmpfs("/dev/shm", "1777", b.cfg.TmpfsBytes/4)
+	a("--remount-ro", "/dev")
 	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
 	a("--ro-bind", b.cfg.Exe, ExePath)
 

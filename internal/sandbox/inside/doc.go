@@ -13,9 +13,12 @@
 //     command ended.
 //
 // The sandbox's namespaces, mounts and seccomp filter are set up outside, by package bwrap,
-// before either process starts; this package adds the per-command confinement. It must never
-// run outside a sandbox (both mains refuse to start without the state bwrap leaves), never run a
-// command unconfined when a Landlock ruleset was asked for and cannot be built, never leave a
-// command's descendants running after its stub reports, and never hold anything from the host
-// but the file descriptors it is handed.
+// before either process starts; this package adds the per-command confinement (Landlock, on
+// the command's thread only, so commands cannot signal or trace the helper and the stub;
+// rlimits; the subreaper). It is meant to be started only by package bwrap, inside a sandbox:
+// it trusts its control socket and arguments. It must never start a command when a Landlock
+// ruleset it could build cannot be applied (a kernel without Landlock runs commands without
+// it, and says so in the reply), never hand a command any descriptor but its stdio, never let
+// a command's descendants outlive the reply that says it ended, and never read the host's
+// environment or files beyond what the sandbox shows it.
 package inside
