@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -62,6 +63,15 @@ func (r *report) check(what string, err error) bool {
 	}
 	r.esc("%s", what)
 	return true
+}
+
+// report prints the verdict line without exiting.
+func (r *report) report() {
+	if len(r.escaped) > 0 {
+		fmt.Println("ESCAPED " + strings.Join(r.escaped, "; "))
+	} else {
+		fmt.Println("BLOCKED " + strings.Join(r.blocked, "; "))
+	}
 }
 
 func (r *report) done() {
@@ -108,6 +118,7 @@ var probes = map[string]struct {
 	"mutate":      {fn: probeMutate},
 	"read":        {fn: probeRead},
 	"list":        {fn: probeList},
+	"lacks":       {fn: probeLacks},
 	"hardlink":    {fn: probeHardlink},
 	"renameaside": {fn: probeRenameAside},
 	"procroot":    {fn: probeProcRoot},
@@ -127,6 +138,7 @@ var probes = map[string]struct {
 	"tiocsti":     {fn: probeTIOCSTI, wrapped: true},
 	"forkbomb":    {fn: probeForkBomb, wrapped: true, killOK: true},
 	"memhog":      {fn: probeMemHog, wrapped: true, killOK: true},
+	"memhogs":     {fn: probeMemHogs},
 }
 
 func main() {
@@ -348,6 +360,29 @@ func probeList(r *report, args []string) {
 	}
 }
 
+// probeLacks: lacks DIR NAME... — DIR (which may hold things of the sandbox's own) shows none
+// of the host's NAMEs.
+func probeLacks(r *report, args []string) {
+	need(args, 2, "lacks DIR NAME...")
+	ents, err := os.ReadDir(args[0])
+	if err != nil {
+		r.blk("list %s: %v", args[0], errText(err))
+		return
+	}
+	have := map[string]bool{}
+	var names []string
+	for _, e := range ents {
+		have[e.Name()] = true
+		names = append(names, e.Name())
+	}
+	for _, n := range args[1:] {
+		if have[n] {
+			r.esc("%s holds the host's %s", args[0], n)
+		}
+	}
+	r.blk("%s holds only %v", args[0], names)
+}
+
 // probeHardlink: hardlink SRC DST — link SRC at DST, then write through DST.
 func probeHardlink(r *report, args []string) {
 	need(args, 2, "hardlink SRC DST")
@@ -371,7 +406,7 @@ func probeRenameAside(r *report, args []string) {
 	if err := os.Rename(dir, dir+".aside"); err != nil {
 		r.blk("rename %s aside: %v", dir, errText(err))
 	} else {
-		fmt.Printf("note: moved %s aside\n", dir)
+		fmt.Fprintf(os.Stderr, "note: moved %s aside\n", dir)
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		r.blk("recreate %s: %v", filepath.Dir(file), errText(err))
@@ -915,9 +950,17 @@ func probeForkBomb(r *report, args []string) {
 	r.esc("%d processes alive at once, no limit hit", len(pids))
 }
 
-// probeMemHog: memhog [MB] — map and touch memory until MB (default: half the machine's
-// memory) are resident.
+// probeMemHog: memhog [MB [hold]] — map and touch memory until MB (default: half the
+// machine's memory) are resident. With hold, it then keeps the memory until its standard input
+// closes.
 func probeMemHog(r *report, args []string) {
+	if len(args) > 1 && args[1] == "hold" {
+		defer func() {
+			r.report()
+			io.Copy(io.Discard, os.Stdin)
+			r.done()
+		}()
+	}
 	var limit int64
 	if len(args) > 0 {
 		n, err := strconv.ParseInt(args[0], 10, 64)
@@ -946,6 +989,91 @@ func probeMemHog(r *report, args []string) {
 		got += chunk
 	}
 	r.esc("%d MB resident, no limit hit", got>>20)
+}
+
+// probeMemHogs: memhogs [PROCS [MB]] — the memory hog spread over PROCS processes (default 8)
+// holding MB together (default: half the machine's memory), so that a limit per process does
+// not stop it. Reaching MB at once means nothing limited the session as a whole.
+func probeMemHogs(r *report, args []string) {
+	procs := 8
+	if len(args) > 0 {
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n <= 0 {
+			fail("memhogs: %q is not a count", args[0])
+		}
+		procs = n
+	}
+	total := memTotal() / 2 >> 20
+	if len(args) > 1 {
+		n, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil || n <= 0 {
+			fail("memhogs: %q is not a size in MB", args[1])
+		}
+		total = n
+	}
+	share := (total + int64(procs) - 1) / int64(procs)
+	exe, _ := os.Executable()
+	type child struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		line  chan string
+	}
+	var kids []child
+	defer func() {
+		for _, k := range kids {
+			k.stdin.Close()
+			k.cmd.Process.Kill()
+			k.cmd.Wait()
+		}
+	}()
+	for i := 0; i < procs; i++ {
+		c := exec.Command(exe, "-child", "memhog", strconv.FormatInt(share, 10), "hold")
+		in, err := c.StdinPipe()
+		if err != nil {
+			fail("memhogs: %v", err)
+		}
+		out, err := c.StdoutPipe()
+		if err != nil {
+			fail("memhogs: %v", err)
+		}
+		if err := c.Start(); err != nil {
+			r.blk("starting hog %d: %v", i, errText(err))
+			break
+		}
+		k := child{cmd: c, stdin: in, line: make(chan string, 1)}
+		go func() {
+			sc := bufio.NewScanner(out)
+			if sc.Scan() {
+				k.line <- sc.Text()
+			}
+			close(k.line)
+		}()
+		kids = append(kids, k)
+	}
+	var held int64
+	var notes []string
+	for i, k := range kids {
+		l, ok := <-k.line
+		if !ok {
+			notes = append(notes, fmt.Sprintf("hog %d died", i))
+			continue
+		}
+		var mb int64
+		if f := strings.Fields(l); len(f) > 1 {
+			if f[0] == "ESCAPED" {
+				mb, _ = strconv.ParseInt(f[1], 10, 64)
+			} else if j := strings.Index(l, "after "); j >= 0 {
+				mb, _ = strconv.ParseInt(strings.Fields(l[j+6:])[0], 10, 64)
+				notes = append(notes, fmt.Sprintf("hog %d: %s", i, l))
+			}
+		}
+		held += mb
+	}
+	if held >= total {
+		r.esc("%d processes held %d MB at once, no limit hit", len(kids), held)
+		return
+	}
+	r.blk("%d processes held only %d of %d MB at once (%s)", len(kids), held, total, strings.Join(notes, "; "))
 }
 
 func memTotal() int64 {
