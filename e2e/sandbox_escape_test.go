@@ -1758,38 +1758,65 @@ func runStreaming(t *testing.T, e *env, d time.Duration, args []string, onLine f
 }
 
 // TestSandboxConcurrentSessionsKeepGuards: two sessions on one folder (two tasks on the same
-// project). One ends while the other runs; the read-only guards of the one still running over
-// protected paths that did not exist must stay: it still cannot create .bashrc, .gitmodules,
-// .claude/settings.json or .git/hooks/pre-commit.
+// project). Whether the other session ends or starts while one runs, the read-only guards of
+// the one running over protected paths that did not exist must stay: it still cannot create
+// .bashrc, .gitmodules, .claude/settings.json, .mcp.json or .git/hooks/pre-commit.
 func TestSandboxConcurrentSessionsKeepGuards(t *testing.T) {
 	t.Parallel()
-	s := newSbx(t)
-	// The first session: holds the folder for a moment, then ends.
-	first := make(chan result, 1)
-	go func() { first <- s.exec(t, []string{"--timeout", "60"}, "sleep", "2") }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !exists(filepath.Join(s.grant, ".bashrc")) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	protected := []string{".bashrc", ".gitmodules", ".claude/settings.json", ".git/hooks/pre-commit", ".mcp.json"}
+	// attacker starts a session that waits for the test to drop "go" into the folder, then
+	// tries to create the protected paths.
+	attacker := func(t *testing.T, s *sbx) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			ch <- s.exec(t, []string{"--timeout", "60"}, append([]string{"sh", "-c",
+				`while [ ! -e go ]; do sleep 0.05; done; exec ../tools/attack create "$@"`, "sh"}, protected...)...)
+		}()
+		return ch
 	}
-	if !exists(filepath.Join(s.grant, ".bashrc")) {
-		t.Log("the first session made no placeholder on the host; starting the second anyway")
-	}
-	// The second session starts while the first runs, and attacks once the first has ended
-	// (the test drops "go" into the folder then).
-	second := make(chan result, 1)
-	go func() {
-		second <- s.exec(t, []string{"--timeout", "60"}, "sh", "-c",
-			`while [ ! -e go ]; do sleep 0.05; done; exec ../tools/attack create .bashrc .gitmodules .claude/settings.json .git/hooks/pre-commit .mcp.json`)
-	}()
-	time.Sleep(500 * time.Millisecond) // let the second sandbox start before the first ends
-	if r := <-first; r.code != 0 {
-		t.Errorf("first session: exit %d %s", r.code, r.stderr)
-	}
-	must(t, os.WriteFile(filepath.Join(s.grant, "go"), nil, 0o644))
-	blocked(t, "create protected paths after the other session ended", <-second)
-	for _, p := range []string{".bashrc", ".gitmodules", ".claude/settings.json", ".git/hooks/pre-commit", ".mcp.json"} {
-		if b, err := os.ReadFile(filepath.Join(s.grant, p)); err == nil && len(b) > 0 {
-			t.Errorf("%s was created on the host: %q", p, b)
+	check := func(t *testing.T, s *sbx, r result) {
+		blocked(t, "create protected paths while another session came or went", r)
+		for _, p := range protected {
+			if b, err := os.ReadFile(filepath.Join(s.grant, p)); err == nil && len(b) > 0 {
+				t.Errorf("%s was created on the host: %q", p, b)
+			}
 		}
 	}
+	waitFor := func(p string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !exists(p) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Run("the other session ends", func(t *testing.T) {
+		t.Parallel()
+		s := newSbx(t)
+		other := make(chan result, 1)
+		go func() { other <- s.exec(t, []string{"--timeout", "60"}, "sleep", "2") }()
+		waitFor(filepath.Join(s.grant, ".bashrc")) // its placeholders are on the host
+		att := attacker(t, s)
+		time.Sleep(500 * time.Millisecond) // the attacker's sandbox starts while the other runs
+		if r := <-other; r.code != 0 {
+			t.Errorf("the other session: exit %d %s", r.code, r.stderr)
+		}
+		must(t, os.WriteFile(filepath.Join(s.grant, "go"), nil, 0o644))
+		check(t, s, <-att)
+	})
+	t.Run("the other session starts", func(t *testing.T) {
+		t.Parallel()
+		s := newSbx(t)
+		att := attacker(t, s)
+		waitFor(filepath.Join(s.grant, ".bashrc"))
+		time.Sleep(500 * time.Millisecond)
+		other := make(chan result, 1)
+		go func() {
+			other <- s.exec(t, []string{"--timeout", "60"}, "sh", "-c", "touch started; sleep 2")
+		}()
+		waitFor(filepath.Join(s.grant, "started"))
+		must(t, os.WriteFile(filepath.Join(s.grant, "go"), nil, 0o644))
+		check(t, s, <-att)
+		if r := <-other; r.code != 0 {
+			t.Errorf("the other session: exit %d %s", r.code, r.stderr)
+		}
+	})
 }
