@@ -416,6 +416,11 @@ func (w *walker) target(label string, word *syntax.Word, st *state, truncate boo
 	if word == nil {
 		return
 	}
+	if len(word.Parts) == 1 {
+		if _, ok := word.Parts[0].(*syntax.ProcSubst); ok {
+			return // > >(cmd): a pipe to a command, classified by scan
+		}
+	}
 	a := w.arg(word)
 	p, glob := pathOf(a, st)
 	if isNullDevice(p) {

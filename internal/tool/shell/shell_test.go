@@ -130,6 +130,7 @@ func TestClassify(t *testing.T) {
 		{"echo `rm secret`", "delete secret; read"},
 		{"x=$(rm -f lock)", "delete lock"},
 		{"cat <(rm a) >(rm b)", "delete a; delete b; read"},
+		{"make > >(tee build.log) 2> >(grep err >&2)", "overwrite build.log; read; exec"},
 		{"cat <<EOF\n$(rm z)\nEOF", "delete z; read"},
 		{"bash -c 'rm x'", "delete x"},
 		{"sh -c \"rm -rf build && ls\"", "delete build; read"},
