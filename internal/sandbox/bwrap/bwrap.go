@@ -72,6 +72,7 @@ type Backend struct {
 	cg      *cgroupParent // nil: per-command rlimits instead
 	cgWhy   string        // why cg is nil
 	pids1   *pidsV1Parent // when cg is nil: bounds processes (cgroup v1), else nil
+	reg     *registry
 
 	mu       sync.Mutex
 	sessions map[string]bool // live session ids
@@ -123,7 +124,8 @@ func New(cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
 	}
-	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}}
+	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{},
+		reg: &registry{dir: filepath.Join(cfg.StateDir, registryDir)}}
 	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
 	if b.cg == nil && cfg.CgroupParent == "" {
 		var why string
@@ -131,9 +133,12 @@ func New(cfg Config) (*Backend, error) {
 			b.cgWhy += "; " + why
 		}
 	}
-	cleanStale(cfg.StateDir)
+	cleanStale(cfg.StateDir, b.reg)
 	return b, nil
 }
+
+// registryDir is the placeholder registry's folder in Config.StateDir.
+const registryDir = "placeholders"
 
 // Name is "bwrap".
 func (b *Backend) Name() string { return "bwrap" }

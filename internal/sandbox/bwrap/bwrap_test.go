@@ -799,8 +799,11 @@ func TestCrashedKeepupLeavesNothing(t *testing.T) {
 		}
 		t.Errorf("left in the grant: %v", names)
 	}
-	if ents, _ := os.ReadDir(state); len(ents) != 0 {
-		t.Errorf("state folder holds %d entries", len(ents))
+	if ents, _ := os.ReadDir(filepath.Join(state, "placeholders")); len(ents) != 0 {
+		t.Errorf("placeholder registry holds %d entries", len(ents))
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 1 {
+		t.Errorf("state folder holds %d entries, want only the registry", len(ents))
 	}
 }
 
@@ -824,4 +827,49 @@ func TestCrashChild(t *testing.T) {
 	go s.Run(context.Background(), sandbox.Command{Args: []string{"sleep", os.Getenv("BWRAP_TEST_CRASH_SLEEP")}})
 	os.Stdout.WriteString("ready\n")
 	select {}
+}
+
+// TestConcurrentSessionsShareGuards: a second session on a folder finds the first one's
+// placeholders and guards them; when the first ends it leaves them to the second, which
+// removes them at its end.
+func TestConcurrentSessionsShareGuards(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	first := tb.start(t)
+	// Another keepup with the same state folder (a second Backend stands in for it).
+	other, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: tb.state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := tb.spec
+	spec.SessionID += "-second"
+	second, err := other.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{".bashrc", ".claude", ".git"} {
+		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err != nil {
+			t.Errorf("placeholder %s removed while the second session guards it: %v", p, err)
+		}
+	}
+	for _, script := range []string{"echo evil > .bashrc", "mkdir -p .claude && echo x > .claude/settings.json",
+		"mkdir -p .git/hooks && echo x > .git/hooks/pre-commit", "echo x > .mcp.json"} {
+		if r := sh(t, second, script); r.ExitCode == 0 {
+			t.Errorf("%q succeeded after the first session ended", script)
+		}
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(tb.rw); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left in the grant after both sessions: %v", names)
+	}
 }

@@ -74,8 +74,9 @@ func systemLinks() []string {
 type layout struct {
 	args  []string
 	files []*os.File // ExtraFiles: fd 3 + index
-	// created lists the placeholders bwrap will create on the host.
-	created []placeholder
+	// created lists the placeholders bwrap will create on the host; guarded, every path
+	// guarded in a read-write mount.
+	created, guarded []placeholder
 	// landlockRW lists the read-write mount destinations.
 	landlockRW []string
 }
@@ -220,6 +221,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
 		}
 		l.created = append(l.created, pl.created...)
+		l.guarded = append(l.guarded, pl.guarded...)
 		for _, g := range pl.guards {
 			dest := path.Join(m.Dest, g.rel)
 			switch g.kind {

@@ -51,6 +51,8 @@ type guardPlan struct {
 	guards []guard
 	// created lists the placeholder mountpoints bwrap will create on the host.
 	created []placeholder
+	// guarded lists every guarded path (pins, read-only binds, placeholders).
+	guarded []placeholder
 }
 
 func (p *guardPlan) close() {
@@ -179,6 +181,9 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 		}
 	}
 	pl.guards = append(pins, pl.guards...)
+	for _, g := range pl.guards {
+		pl.guarded = append(pl.guarded, placeholder{Root: host, Rel: g.rel})
+	}
 	slices.SortStableFunc(pl.guards, func(a, b guard) int {
 		return strings.Count(a.rel, "/") - strings.Count(b.rel, "/")
 	})
@@ -306,41 +311,48 @@ type placeholder struct {
 	Rel  string `json:"rel"`  // slash-separated, inside Root
 }
 
-// removePlaceholders removes the placeholder mountpoints bwrap created on the host, deepest
-// first, each only if it is still an empty directory or an empty regular file: anything else
-// was put there by someone else and is left alone. Paths are resolved without following
-// symlinks, so nothing outside the mount is touched.
+// removePlaceholders removes placeholders, deepest first (see removePlaceholder).
 func removePlaceholders(created []placeholder) error {
 	var errs []error
 	sorted := slices.Clone(created)
 	slices.SortFunc(sorted, func(a, b placeholder) int { return strings.Count(b.Rel, "/") - strings.Count(a.Rel, "/") })
 	for _, p := range sorted {
-		dir, err := openNoFollow(p.Root, path.Dir(p.Rel))
-		if err != nil {
-			continue // gone, or replaced by a symlink: not ours to touch
-		}
-		name := path.Base(p.Rel)
-		var st unix.Stat_t
-		err = unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		switch {
-		case err != nil:
-			err = nil // gone already
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-			// Removes only an empty directory, atomically.
-			err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)
-			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOENT) {
-				err = nil
-			}
-		case st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0:
-			err = unix.Unlinkat(int(dir.Fd()), name, 0)
-			if errors.Is(err, unix.ENOENT) {
-				err = nil
-			}
-		}
-		dir.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remove placeholder %s: %w", filepath.Join(p.Root, p.Rel), err))
+		if _, err := removePlaceholder(p); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removePlaceholder removes a placeholder mountpoint bwrap created on the host if it is still
+// an empty directory or an empty regular file: anything else was put there by someone else and
+// is left alone. The path is resolved without following symlinks, so nothing outside the
+// mount is touched. It reports whether the placeholder is gone (removed now or before).
+func removePlaceholder(p placeholder) (gone bool, err error) {
+	dir, err := openNoFollow(p.Root, path.Dir(p.Rel))
+	if err != nil {
+		return true, nil // its folder is gone, or replaced by a symlink: not ours to touch
+	}
+	defer dir.Close()
+	name := path.Base(p.Rel)
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return true, nil
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		// Removes only an empty directory, atomically.
+		err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			return false, nil
+		}
+	case st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0:
+		err = unix.Unlinkat(int(dir.Fd()), name, 0)
+	default:
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("remove placeholder %s: %w", filepath.Join(p.Root, p.Rel), err)
+	}
+	return true, nil
 }

@@ -36,7 +36,7 @@ type Session struct {
 	spec    sandbox.Spec
 	workdir string
 	state   *stateDir
-	created []placeholder
+	held    []held // placeholder registry entries
 	cg      *cgroup
 	pids1   *pidsV1
 	limits  sandbox.Limits
@@ -134,10 +134,10 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		return nil, err
 	}
 	l.args[len(l.args)-1] = string(hcJSON)
-	// Record the placeholders before bwrap creates them, so a crash still leaves a list.
-	s.created = l.created
-	if err := s.state.savePlaceholders(s.created); err != nil {
-		return nil, fmt.Errorf("bwrap: state folder: %w", err)
+	// Register the placeholders before bwrap creates them (a crash still leaves a record), and
+	// share those of concurrent sessions on the same folders.
+	if s.held, err = b.reg.hold(l.created, l.guarded); err != nil {
+		return nil, fmt.Errorf("bwrap: %w", err)
 	}
 
 	// fd 3: the control socket; fd 4: the seccomp program.
@@ -467,7 +467,7 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removePlaceholders(s.created); err != nil {
+	if err := s.b.reg.release(s.held); err != nil {
 		errs = append(errs, err)
 	}
 	if s.state != nil {

@@ -1,7 +1,6 @@
 package bwrap
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,10 +23,7 @@ type stateDir struct {
 // session's (younger ones may be being created, before they hold their lock).
 var staleAge atomic.Int64 // nanoseconds; 0 means time.Minute
 
-const (
-	lockFile        = "lock"
-	placeholderFile = "placeholders.json"
-)
+const lockFile = "lock"
 
 func newStateDir(base, id string) (*stateDir, error) {
 	dir, err := os.MkdirTemp(base, id+"-")
@@ -53,17 +49,9 @@ func newStateDir(base, id string) (*stateDir, error) {
 	return s, nil
 }
 
-// savePlaceholders records the placeholders bwrap is about to create.
-func (s *stateDir) savePlaceholders(p []placeholder) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(s.dir, placeholderFile), b, 0o600)
-}
-
 func (s *stateDir) remove() error {
 	err := os.RemoveAll(s.dir)
+	_ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN)
 	s.lock.Close()
 	if err != nil {
 		return fmt.Errorf("remove state folder: %w", err)
@@ -71,15 +59,17 @@ func (s *stateDir) remove() error {
 	return nil
 }
 
-// cleanStale removes the placeholders and folders of sessions whose keepup is gone (their lock
-// is free). Best effort: what cannot be cleaned now is tried again next time.
-func cleanStale(base string) {
+// cleanStale removes the folders of sessions whose keepup is gone (their lock is free) and the
+// placeholders no live session holds. Best effort: what cannot be cleaned now is tried again
+// next time.
+func cleanStale(base string, reg *registry) {
+	defer reg.cleanStale()
 	ents, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() || e.Name() == registryDir {
 			continue
 		}
 		dir := filepath.Join(base, e.Name())
@@ -104,13 +94,8 @@ func cleanStale(base string) {
 			lock.Close() // live session
 			continue
 		}
-		var created []placeholder
-		if b, err := os.ReadFile(filepath.Join(dir, placeholderFile)); err == nil {
-			_ = json.Unmarshal(b, &created)
-		}
-		if removePlaceholders(created) == nil {
-			os.RemoveAll(dir)
-		}
+		os.RemoveAll(dir)
+		_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 		lock.Close()
 	}
 }
