@@ -873,3 +873,33 @@ func TestConcurrentSessionsShareGuards(t *testing.T) {
 		t.Errorf("left in the grant after both sessions: %v", names)
 	}
 }
+
+// TestHardLinkIntoGrant: a hard link placed in the grant (before the session) to a file
+// outside it cannot be written through.
+func TestHardLinkIntoGrant(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, []byte("SECRET"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, filepath.Join(tb.rw, "hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.start(t)
+	if got := mustSh(t, s, "cat hardlink"); got != "SECRET" {
+		t.Fatalf("read %q", got)
+	}
+	for _, script := range []string{"echo x > hardlink", "echo x >> hardlink", "truncate -s 0 hardlink"} {
+		if r := sh(t, s, script); r.ExitCode == 0 {
+			t.Errorf("%q succeeded", script)
+		}
+	}
+	// A link made inside to a protected or read-only file is refused outright.
+	if r := sh(t, s, "ln "+tb.roDest()+"/x y"); r.ExitCode == 0 {
+		t.Error("hard link across mounts succeeded")
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "SECRET" {
+		t.Fatalf("the outside file changed: %q", b)
+	}
+}

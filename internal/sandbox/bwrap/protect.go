@@ -13,10 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounds of the walk that finds protected paths below the top of a read-write mount.
+// Bounds of the walk that finds protected paths and hard-linked files below the top of a
+// read-write mount.
 const (
 	walkDepth   = 4
 	walkEntries = 5000
+	maxLinked   = 1000
 )
 
 // knownDirs are protected names that are directories even when the list does not end them
@@ -44,6 +46,9 @@ type guard struct {
 	kind guardKind
 	dir  bool     // placeholder: a directory (else a file)
 	f    *os.File // pin, ro: the host path opened O_PATH without following symlinks
+	// noPin: the folders above need no pins (a hard-linked file: moving its folder does not
+	// reach the file's other name).
+	noPin bool
 }
 
 // guardPlan is what protecting one read-write mount takes.
@@ -69,7 +74,8 @@ func (p *guardPlan) close() {
 // every folder below it (a bounded walk) that holds any protected name already — a nested
 // repository, a folder with a .vscode — whether or not it exists there. A folder without any
 // protected name, or made during the session, gets no guards: bind mounts protect what exists
-// when the session starts.
+// when the session starts. Regular files with more than one name found by the walk are kept
+// read-only too (up to maxLinked): the other name may be outside the grant.
 func planGuards(host string, protect []string) (*guardPlan, error) {
 	var entries []string
 	for _, p := range protect {
@@ -122,6 +128,7 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 	}
 	queue := []dir{{"", 0}}
 	budget := walkEntries
+	linked := 0
 	for len(queue) > 0 && budget > 0 {
 		d := queue[0]
 		queue = queue[1:]
@@ -135,6 +142,16 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 			if firsts[strings.ToLower(ent.name)] {
 				spelled = append(spelled, ent.name)
 				continue // never descend into a protected name
+			}
+			if ent.linked && linked < maxLinked {
+				// A hard link into the grant may name a file outside it (or in a read-only
+				// grant): writing through it would reach that file. Read-only, as the file
+				// tools refuse to write such files.
+				rel := path.Join(d.rel, ent.name)
+				if f, err := openNoFollow(host, rel); err == nil && add(guard{rel: rel, kind: guardRO, f: f, noPin: true}) {
+					linked++
+				}
+				continue
 			}
 			if ent.dir && d.depth+1 < walkDepth {
 				queue = append(queue, dir{path.Join(d.rel, ent.name), d.depth + 1})
@@ -166,6 +183,9 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 	var pins []guard
 	pinned := map[string]bool{}
 	for _, g := range pl.guards {
+		if g.noPin {
+			continue
+		}
 		for a := path.Dir(g.rel); a != "."; a = path.Dir(a) {
 			if pinned[a] || seen[a] {
 				continue
@@ -238,8 +258,9 @@ func planEntry(host, base, e string, dirHint, placeholders bool, add func(guard)
 }
 
 type dirEnt struct {
-	name string
-	dir  bool
+	name   string
+	dir    bool
+	linked bool // a regular file with more than one name
 }
 
 // readDirNoFollow lists host/rel (at most max entries) without following a symlink anywhere
@@ -262,7 +283,14 @@ func readDirNoFollow(host, rel string, max int) ([]dirEnt, error) {
 	}
 	out := make([]dirEnt, 0, len(ents))
 	for _, e := range ents {
-		out = append(out, dirEnt{name: e.Name(), dir: e.Type().IsDir()})
+		de := dirEnt{name: e.Name(), dir: e.Type().IsDir()}
+		if e.Type().IsRegular() {
+			var st unix.Stat_t
+			if unix.Fstatat(int(d.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Nlink > 1 {
+				de.linked = true
+			}
+		}
+		out = append(out, de)
 	}
 	return out, nil
 }

@@ -44,6 +44,11 @@ func TestPlanGuards(t *testing.T) {
 			want:  []string{"ro .git", "ro .bashrc", "ro .claude"},
 		},
 		{
+			name:  "hard-linked files are read-only, without pins",
+			files: []string{".bashrc", ".claude/", ".git/hooks/", ".git/config", "a/b/linked", "a/b/plain", "link:a/b/linked=a/other"},
+			want:  []string{"ro .bashrc", "ro .claude", "pin .git", "ro .git/hooks", "ro .git/config", "ro a/b/linked", "ro a/other"},
+		},
+		{
 			name:  "too deep for the walk",
 			files: []string{".bashrc", ".claude/", ".git/hooks/", ".git/config", "1/2/3/4/.git/config"},
 			want:  []string{"ro .bashrc", "ro .claude", "pin .git", "ro .git/hooks", "ro .git/config"},
@@ -53,6 +58,13 @@ func TestPlanGuards(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
 			for _, f := range tc.files {
+				if l, ok := strings.CutPrefix(f, "link:"); ok {
+					old, new, _ := strings.Cut(l, "=")
+					if err := os.Link(filepath.Join(root, old), filepath.Join(root, new)); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
 				p := filepath.Join(root, f)
 				if strings.HasSuffix(f, "/") {
 					if err := os.MkdirAll(p, 0o755); err != nil {
