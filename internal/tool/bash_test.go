@@ -32,6 +32,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// withBash is tools with the bash tool, added unless it is there already.
+func withBash(tools []Tool) []Tool {
+	for _, t := range tools {
+		if _, ok := t.(Bash); ok {
+			return tools
+		}
+	}
+	return append(tools, Bash{})
+}
+
 // bashSetup is setup with the bash tool registered and a real bubblewrap sandbox over the
 // session (as the CLI builds it: every mount at its path, protected paths of read-write mounts
 // kept read-only), plus a few more files: a folder "build", two logs, a repository's
@@ -39,7 +49,7 @@ func TestMain(m *testing.M) {
 func bashSetup(t *testing.T) *testBundle {
 	t.Helper()
 	b := setup(t)
-	reg, err := NewRegistry(append(Builtins(), Bash{})...)
+	reg, err := NewRegistry(withBash(Builtins())...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +127,7 @@ func TestBashSpec(t *testing.T) {
 	if s.Name != "bash" || len(s.Description) < 100 || schema["additionalProperties"] != false || schema["type"] != "object" {
 		t.Errorf("spec %s: %s", s.Name, s.InputSchema)
 	}
-	if _, err := NewRegistry(append(Builtins(), Bash{})...); err != nil {
+	if _, err := NewRegistry(withBash(Builtins())...); err != nil {
 		t.Fatal(err)
 	}
 }
