@@ -152,6 +152,11 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if err != nil {
 		return nil, err
 	}
+	if s.pids1 != nil {
+		if err := s.conn.PassCred(); err != nil {
+			return nil, fmt.Errorf("bwrap: control socket: %w", err)
+		}
+	}
 	if l.files[1], err = sealedFile("keepup-seccomp", b.seccomp); err != nil {
 		return nil, fmt.Errorf("bwrap: seccomp program: %w", err)
 	}
@@ -198,9 +203,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		}
 		s.landlockABI = r.LandlockABI
 		if s.pids1 != nil {
-			// Nothing but bwrap and the idle helper runs yet: move them, and everything they
-			// start later is born inside.
-			if err := s.pids1.join(descendants(cmd.Process.Pid)); err != nil {
+			// The idle helper has run nothing yet: move it, and every command it starts is
+			// born inside. Its pid on the host came with the ready message's credentials.
+			if s.conn.PeerPID <= 0 {
+				return nil, errors.New("bwrap: cgroup v1 pids: the helper's pid is unknown")
+			}
+			if err := s.pids1.join([]int{s.conn.PeerPID}); err != nil {
 				return nil, fmt.Errorf("bwrap: cgroup v1 pids: %w", err)
 			}
 		}

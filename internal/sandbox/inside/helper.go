@@ -72,7 +72,8 @@ func helperMain(args []string) error {
 		return err
 	}
 	h := &helper{conn: conn, cfg: cfg, exe: exe, jobs: map[uint64]*job{}}
-	if err := conn.Send(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
+	// With credentials: they tell the backend the helper's pid on the host.
+	if err := conn.SendCred(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
 		return err
 	}
 	for {

@@ -119,6 +119,9 @@ type Conn struct {
 	rbuf []byte // read buffer
 	oob  []byte
 	fds  []int // received and not yet claimed by a message, in arrival order
+	// PeerPID is the sender's pid, in this process's pid namespace, from the credentials of
+	// the last message that carried any (see PassCred, SendCred).
+	PeerPID int
 }
 
 // NewConn wraps f, a connected AF_UNIX stream socket. f is not used afterwards and may be
@@ -136,16 +139,31 @@ func NewConn(f *os.File) (*Conn, error) {
 	return &Conn{c: uc}, nil
 }
 
-// Send writes v as one message with files as SCM_RIGHTS. The descriptors are duplicated into
-// the message; the caller still owns files.
-func (c *Conn) Send(v any, files ...*os.File) error {
-	body, err := json.Marshal(v)
+// PassCred asks the kernel to deliver senders' credentials (SO_PASSCRED), so that PeerPID
+// tells a message sent with SendCred's pid as this process sees it.
+func (c *Conn) PassCred() error {
+	rc, err := c.c.SyscallConn()
 	if err != nil {
 		return err
 	}
-	msg := make([]byte, 4+len(body))
-	binary.BigEndian.PutUint32(msg, uint32(len(body)))
-	copy(msg[4:], body)
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// SendCred is Send with the sender's credentials (SCM_CREDENTIALS) attached: the kernel
+// checks them and translates the pid into the receiver's pid namespace.
+func (c *Conn) SendCred(v any) error {
+	return c.send(v, unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}))
+}
+
+// Send writes v as one message with files as SCM_RIGHTS. The descriptors are duplicated into
+// the message; the caller still owns files.
+func (c *Conn) Send(v any, files ...*os.File) error {
 	var oob []byte
 	if len(files) > 0 {
 		fds := make([]int, len(files))
@@ -154,6 +172,17 @@ func (c *Conn) Send(v any, files ...*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
+	return c.send(v, oob)
+}
+
+func (c *Conn) send(v any, oob []byte) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(msg, uint32(len(body)))
+	copy(msg[4:], body)
 	c.wm.Lock()
 	defer c.wm.Unlock()
 	// A stream socket may take part of a large message; the descriptors travel with the first
@@ -208,7 +237,7 @@ func (c *Conn) Recv(v any, fdCount func(v any) int) ([]*os.File, error) {
 func (c *Conn) fill() error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, 64<<10)
-		c.oob = make([]byte, unix.CmsgSpace(4*maxFDs))
+		c.oob = make([]byte, unix.CmsgSpace(4*maxFDs)+unix.CmsgSpace(unix.SizeofUcred))
 	}
 	b, oob := c.rbuf, c.oob
 	n, oobn, flags, _, err := c.c.ReadMsgUnix(b, oob)
@@ -218,6 +247,12 @@ func (c *Conn) fill() error {
 			return fmt.Errorf("control socket: %w", perr)
 		}
 		for _, cm := range cms {
+			if cm.Header.Type == unix.SCM_CREDENTIALS {
+				if cred, err := unix.ParseUnixCredentials(&cm); err == nil && cred.Pid > 0 {
+					c.PeerPID = int(cred.Pid)
+				}
+				continue
+			}
 			fds, perr := unix.ParseUnixRights(&cm)
 			if perr != nil {
 				continue
