@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/seccomp"
@@ -51,9 +52,10 @@ type Config struct {
 	// Exe is the keepup executable, bound read-only at ExePath and run inside as the helper
 	// (`__sandbox-helper`) and the exec stub (`__sandbox-exec`). Required.
 	Exe string
-	// StateDir is the host folder for per-session state: generated /etc files, the list of
-	// placeholders to remove. Default: keepup-sandbox in os.TempDir(). Sessions a crashed keepup
-	// left behind are cleaned up by the next New.
+	// StateDir is the host folder for per-session state: generated /etc files, the registry
+	// of placeholders made on the host. Default: keepup-sandbox in $XDG_RUNTIME_DIR, else
+	// keepup-sandbox-UID in os.TempDir(). Sessions a crashed keepup left behind are cleaned up
+	// by the next New with the same StateDir.
 	StateDir string
 	// TmpfsBytes is the size of each of the sandbox's /tmp and home (memory-backed). Default
 	// DefaultTmpfsBytes. Ignored by a bwrap too old to size a tmpfs.
@@ -101,7 +103,7 @@ func New(cfg Config) (*Backend, error) {
 		cfg.TmpfsBytes = DefaultTmpfsBytes
 	}
 	if cfg.StateDir == "" {
-		cfg.StateDir = filepath.Join(os.TempDir(), "keepup-sandbox")
+		cfg.StateDir = defaultStateDir()
 	}
 	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
@@ -123,6 +125,10 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
+	}
+	// Another user must not own (or have planted a symlink at) the folder sessions' state goes in.
+	if fi, err := os.Lstat(cfg.StateDir); err != nil || !fi.IsDir() || fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+		return nil, fmt.Errorf("bwrap: Config.StateDir %s is not a folder of this user's", cfg.StateDir)
 	}
 	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{},
 		reg: &registry{dir: filepath.Join(cfg.StateDir, registryDir)}}
@@ -154,6 +160,13 @@ func (b *Backend) Limiter() string {
 		return "rlimits and cgroup v1 pids at " + b.pids1.dir + " (" + b.cgWhy + ")"
 	}
 	return "rlimits (" + b.cgWhy + ")"
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "keepup-sandbox")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("keepup-sandbox-%d", os.Getuid()))
 }
 
 // findBwrap resolves the bubblewrap executable.

@@ -26,6 +26,10 @@ import (
 // closes, before it kills it.
 const closeGrace = time.Second
 
+// killWait bounds how long Run waits for the helper to report a command it was asked to
+// kill (the helper itself gives a stub 5 seconds).
+const killWait = 15 * time.Second
+
 // outputGrace bounds how long Run waits, after its command ended, for the command's output
 // to drain.
 const outputGrace = 2 * time.Second
@@ -422,7 +426,18 @@ func (s *Session) Run(ctx context.Context, c sandbox.Command) (sandbox.Result, e
 	case <-ctx.Done():
 		ctxErr = ctx.Err()
 		_ = s.conn.Send(inside.Request{ID: id, Kill: true})
-		r, ok = <-ch
+		select {
+		case r, ok = <-ch:
+		case <-time.After(killWait):
+			// The helper kills a stub that does not end within seconds; not hearing back means
+			// the helper itself is stuck. The session is then of no use: end it.
+			s.mu.Lock()
+			delete(s.pending, id)
+			s.mu.Unlock()
+			finish()
+			go s.Close()
+			return sandbox.Result{Duration: time.Since(start)}, fmt.Errorf("bwrap: the sandbox did not confirm killing the command (%w); the session was closed", ctxErr)
+		}
 	}
 	finish()
 	if !ok {
