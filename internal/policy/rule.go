@@ -275,7 +275,9 @@ func (r Rule) matches(tool string, op Op, strict bool) bool {
 		return ok
 	}
 	eff := normalEffect(op.Effect)
-	hit := false
+	// A Bash rule speaks of command lines: it matches every op of the bash tool, whatever
+	// effect the command was classified as (Bash(rm:*) catches `rm -rf x`, a delete).
+	hit := r.Kind == KindBash && tool == "bash"
 	for _, e := range r.Kind.effects() {
 		if e == eff {
 			hit = true

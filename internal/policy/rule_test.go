@@ -207,7 +207,10 @@ func TestRuleMatches(t *testing.T) {
 		{"Bash(npm run:*)", "bash", Op{Effect: EffectExec, Subject: "npm run build"}, true, true},
 		{"Bash(npm run *)", "bash", Op{Effect: EffectExec, Subject: "npm run build"}, true, true},
 		{"Bash(npm run:*)", "bash", Op{Effect: EffectExec, Subject: "npm runx"}, true, false},
-		{"Bash(npm run:*)", "bash", Op{Effect: EffectEgress, Subject: "npm run"}, true, false},
+		{"Bash(npm run:*)", "web_fetch", Op{Effect: EffectEgress, Subject: "npm run"}, true, false},
+		{"Bash(rm:*)", "bash", Op{Effect: EffectDelete, Subject: "rm -rf build"}, true, true},
+		{"Bash(rm:*)", "bash", Op{Effect: EffectDelete, Subject: "git clean -fdx"}, true, false},
+		{"Bash(rm:*)", "delete_path", Op{Effect: EffectDelete, Subject: "rm -rf build"}, true, false},
 		// an allow does not cover a chained or substituted command
 		{"Bash(npm run:*)", "bash", Op{Effect: EffectExec, Subject: "npm run build && rm -rf /"}, true, false},
 		{"Bash(npm run:*)", "bash", Op{Effect: EffectExec, Subject: "npm run build; npm run test"}, true, true},

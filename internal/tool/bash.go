@@ -164,8 +164,8 @@ type bashTarget struct {
 //     protected.
 //   - A delete or move of a folder is protected if the folder holds a protected path, as
 //     with delete_path and move_path; past maxTreeEntries entries it counts as protected.
-//   - A truncating redirection onto a file that does not exist yet only creates it: it is
-//     EffectOverwrite (Exists false) rather than a delete.
+//   - A write or truncating redirection onto a file that does not exist yet only creates it:
+//     EffectCreate, as with write_file.
 //   - A move is EffectMove when both ends resolve into the same mount, else EffectMoveOut, and
 //     its destination is one more op, EffectOverwrite (EffectExec when it cannot be resolved):
 //     an existing folder receives the source inside it.
@@ -204,7 +204,7 @@ func bashOps(s *scope.Session, cl shell.Classification, command string) ([]polic
 			}
 			e := policy.EffectDelete
 			if o.Truncate && !r.target.Exists {
-				e = policy.EffectOverwrite
+				e = policy.EffectCreate
 			}
 			add(e, r.target, r.bt)
 		case policy.EffectOverwrite:
@@ -213,7 +213,11 @@ func bashOps(s *scope.Session, cl shell.Classification, command string) ([]polic
 				add(policy.EffectExec, nil, bashTarget{})
 				continue
 			}
-			add(policy.EffectOverwrite, r.target, r.bt)
+			e := policy.EffectOverwrite
+			if !r.target.Exists {
+				e = policy.EffectCreate // like write_file: a new file replaces nothing
+			}
+			add(e, r.target, r.bt)
 		case policy.EffectMove, policy.EffectMoveOut:
 			from, fromOK := resolveBashPath(s, o.Path, o.Glob, false, &budget, nil)
 			to, toOK := resolveMoveDest(s, o, from, fromOK, &budget)
@@ -461,7 +465,7 @@ func bashSummary(command string, ops []policy.Op, targets []bashTarget) string {
 			verb = "move"
 		case policy.EffectMoveOut:
 			verb = "move out"
-		case policy.EffectOverwrite:
+		case policy.EffectOverwrite, policy.EffectCreate:
 			verb = "write"
 			if i > 0 && (ops[i-1].Effect == policy.EffectMove || ops[i-1].Effect == policy.EffectMoveOut) {
 				continue // a move's destination, already in the move's label

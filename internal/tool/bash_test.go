@@ -150,12 +150,12 @@ func TestBashPrepare(t *testing.T) {
 		{"find . -name '*.o' -delete", "delete docs:. exists protected", ""}, // docs holds .git/config
 		// Truncating redirections delete an existing file's content; a new file is only created.
 		{"echo hi > notes.txt", "delete docs:notes.txt exists; read", "run `echo hi > notes.txt` (delete docs/notes.txt)"},
-		{"echo hi > new.txt", "overwrite docs:new.txt; read", "run `echo hi > new.txt` (write docs/new.txt)"},
+		{"echo hi > new.txt", "create docs:new.txt; read", "run `echo hi > new.txt` (write docs/new.txt)"},
 		{"echo hi >> notes.txt", "overwrite docs:notes.txt exists; read", ""},
 		{"ls > /dev/null 2>&1", "read", "run `ls > /dev/null 2>&1` (read-only)"},
 		// Writes outside the grants run code where nothing persists.
 		{"cp notes.txt /tmp/x", "exec", "run `cp notes.txt /tmp/x`"},
-		{"cp notes.txt copy.txt", "overwrite docs:copy.txt", "run `cp notes.txt copy.txt` (write docs/copy.txt)"},
+		{"cp notes.txt copy.txt", "create docs:copy.txt", "run `cp notes.txt copy.txt` (write docs/copy.txt)"},
 		// Moves: within a mount, out of it, to nowhere known.
 		{"mv notes.txt reports/", "move docs:notes.txt exists; overwrite docs:reports/notes.txt",
 			"run `mv notes.txt reports/` (move docs/notes.txt -> docs/reports/notes.txt)"},
@@ -176,8 +176,8 @@ func TestBashPrepare(t *testing.T) {
 		{"rm -rf repo", "delete docs:repo exists protected", ""},
 		{"rm -rf reports", "delete docs:reports exists", ""},
 		// .bashrc exists: the sandbox guards it with a placeholder while it runs.
-		{"sed -i 's/a/b/' .bashrc sub/.vscode/settings.json", "overwrite docs:.bashrc exists protected; overwrite docs:sub/.vscode/settings.json protected", ""},
-		{"touch .git/hooks/pre-commit", "overwrite docs:.git/hooks/pre-commit protected", ""},
+		{"sed -i 's/a/b/' .bashrc sub/.vscode/settings.json", "overwrite docs:.bashrc exists protected; create docs:sub/.vscode/settings.json protected", ""},
+		{"touch .git/hooks/pre-commit", "create docs:.git/hooks/pre-commit protected", ""},
 		{"rm -rf .*", "delete docs:.* exists protected", ""},
 		{"rm -rf *", "delete docs:* exists protected", ""}, // repo/.git/config
 		{"mv repo/main.go .claude/", "move docs:repo/main.go exists; overwrite docs:.claude/main.go protected", ""},
