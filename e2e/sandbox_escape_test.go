@@ -1317,12 +1317,16 @@ func TestSandboxProtectedPathsExisting(t *testing.T) {
 }
 
 // protectedNew are protected paths that do not exist yet in the grant of
-// TestSandboxProtectedPathsCreated (whose .git has no hooks folder).
+// TestSandboxProtectedPathsCreated (whose .git has no hooks folder; sub/ is a nested project,
+// plain/ an ordinary folder).
 var protectedNew = []string{
 	".git/hooks/pre-commit", ".git/hooks/post-checkout", ".claude/settings.json", ".vscode/settings.json",
 	".keepup/config.json", ".idea/workspace.xml", ".mcp.json", ".gitmodules", ".bashrc", ".bash_profile",
 	".zshrc", ".zprofile", ".profile", ".gitconfig",
 	"sub/.git/hooks/pre-commit", "sub/.bashrc", "sub/.claude/settings.json", "sub/.mcp.json",
+	// Deeper, in a folder that is no project (plain/ exists, fresh/ does not): the file tools
+	// protect these names at any depth.
+	"plain/.vscode/settings.json", "plain/.bashrc", "fresh/dir/.claude/settings.json", "fresh/.git/hooks/pre-commit",
 }
 
 // TestSandboxProtectedPathsCreated: a protected path that does not exist yet cannot be
@@ -1335,6 +1339,7 @@ func TestSandboxProtectedPathsCreated(t *testing.T) {
 			s := newSbx(t)
 			s.write("grant/.git/HEAD", "ref: refs/heads/main\n")
 			s.write("grant/sub/.git/HEAD", "ref: refs/heads/main\n")
+			s.write("grant/plain/notes.txt", "notes\n")
 			before := s.state(t)
 			blocked(t, "create "+p, s.attack(t, "create", p))
 			s.unchanged(t, before)
