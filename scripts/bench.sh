@@ -10,6 +10,7 @@ go test -run '^$' -bench 'BenchmarkTurnOverhead' -benchtime 2000x -count 5 ./int
 go test -run '^$' -bench 'BenchmarkVerify' -benchtime 3x -count 3 ./internal/store/sqlite/ | tee -a "$out"
 go test -run '^$' -bench 'BenchmarkVerify' -count 3 ./internal/audit/ | tee -a "$out"
 go test -run '^$' -bench 'BenchmarkCommitTypicalBatch' -count 3 ./internal/store/sqlite/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkSandboxLatency' -benchtime 200x -count 1 ./e2e/ | tee -a "$out"
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 turn_ns=$(awk '/^BenchmarkTurnOverhead/ {print $3}' "$out" | median)
@@ -36,6 +37,20 @@ Medians of repeated runs; ratios are target / measured for times and measured / 
 | \`audit verify\` throughput, SQLite file | $(printf "%.0f" "$verify_sql") entries/s | ≥ 500,000 entries/s | ${v_ratio}× |
 | audit chain check alone, in memory | $(printf "%.0f" "$verify_mem") entries/s | — | — |
 | one store commit (task + 3 events + 1 call + 1 audit entry) | $(awk -v n="$commit_ns" 'BEGIN {printf "%.1f", n/1000}') µs | — | — |
+
+## Sandbox latency
+
+Running \`true\`, side by side in one run (200 runs each; milliseconds):
+
+| path | p50 | p95 |
+|---|---|---|
+$(awk '/^BenchmarkSandboxLatency\// {name=$1; sub(/^BenchmarkSandboxLatency\//, "", name); sub(/-[0-9]+$/, "", name); for (i=1;i<=NF;i++) {if ($(i+1)=="p50-ms") p50=$i; if ($(i+1)=="p95-ms") p95=$i}; printf "| %s | %s | %s |\n", name, p50, p95}' "$out")
+
+Targets: warm-session command overhead ≤ 3 ms over bare fork/exec (warm-bash-tool p50 minus
+bare-fork-exec p50: $(awk '/^BenchmarkSandboxLatency\/warm-bash-tool/ {for (i=1;i<=NF;i++) if ($(i+1)=="p50-ms") w=$i} /^BenchmarkSandboxLatency\/bare-fork-exec/ {for (i=1;i<=NF;i++) if ($(i+1)=="p50-ms") f=$i} END {printf "%.2f ms", w-f}' "$out")); cold start ≤ 1.5× bare bwrap
+(cold-sandbox-exec p50 / bare-bwrap p50: $(awk '/^BenchmarkSandboxLatency\/cold-sandbox-exec/ {for (i=1;i<=NF;i++) if ($(i+1)=="p50-ms") c=$i} /^BenchmarkSandboxLatency\/bare-bwrap/ {for (i=1;i<=NF;i++) if ($(i+1)=="p50-ms") w=$i} END {printf "%.1f×", c/w}' "$out")).
+The cold path includes the whole \`keepup\` CLI (configuration, grants, the helper handshake,
+teardown); the warm path includes the bash tool's parsing and classification.
 
 Raw output:
 

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/bwrap"
+	"github.com/keepup/keepup/internal/scope"
+	"github.com/keepup/keepup/internal/tool"
+)
+
+// latency times each iteration of fn and reports the median and the 95th percentile.
+func latency(b *testing.B, fn func()) {
+	b.Helper()
+	var ds []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		fn()
+		ds = append(ds, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(ds)
+	p := func(q float64) float64 { return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(p(0.50), "p50-ms")
+	b.ReportMetric(p(0.95), "p95-ms")
+}
+
+// BenchmarkSandboxLatency runs `true` four ways, side by side in one run: through
+// `keepup sandbox exec` (a cold sandbox per command, the whole CLI included), through the bash
+// tool in a warm session sandbox, through a bare bwrap with the same namespaces, and with a
+// bare fork/exec.
+func BenchmarkSandboxLatency(b *testing.B) {
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip("bubblewrap is not installed")
+	}
+	home := b.TempDir()
+	grant := filepath.Join(home, "work")
+	os.MkdirAll(grant, 0o755)
+
+	b.Run("cold-sandbox-exec", func(b *testing.B) {
+		latency(b, func() {
+			cmd := exec.Command(keepupBin, "sandbox", "exec", "--grant", grant, "--", "true")
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KEEPUP_HOME=" + filepath.Join(home, "kh"), "HOME=" + home}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+		})
+	})
+
+	b.Run("warm-bash-tool", func(b *testing.B) {
+		sess, err := scope.Open(scope.Config{Grants: []scope.Grant{{Name: "work", Path: grant, Mode: scope.RW}}, Outputs: filepath.Join(home, "out")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sess.Close()
+		backend, err := bwrap.New(bwrap.Config{Exe: keepupBin, StateDir: filepath.Join(home, "state")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec := sandbox.Spec{SessionID: sess.ID, Workdir: sess.Default().Virtual()}
+		for _, m := range sess.Mounts {
+			spec.Mounts = append(spec.Mounts, sandbox.Mount{Host: m.Path, Dest: m.Virtual(), RW: m.Mode == scope.RW})
+		}
+		sb, err := backend.Start(context.Background(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sb.Close()
+		env := &tool.Env{Session: sess, Sandbox: sb, Output: func(string, string) {}}
+		input, _ := json.Marshal(map[string]any{"command": "true"})
+		latency(b, func() {
+			call, err := tool.Bash{}.Prepare(context.Background(), env, input)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := call.Run(context.Background())
+			if err != nil || res.IsError {
+				b.Fatalf("%v %+v", err, res)
+			}
+		})
+	})
+
+	b.Run("bare-bwrap", func(b *testing.B) {
+		args := []string{"--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+			"--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+			"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+			"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/usr/bin/true"}
+		latency(b, func() {
+			if err := exec.Command(bw, args...).Run(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+
+	b.Run("bare-fork-exec", func(b *testing.B) {
+		latency(b, func() {
+			if err := exec.Command("/usr/bin/true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
