@@ -73,7 +73,7 @@ type Backend struct {
 	seccomp []byte
 	cg      *cgroupParent // nil: per-command rlimits instead
 	cgWhy   string        // why cg is nil
-	pids1   *pidsV1Parent // when cg is nil: bounds processes (cgroup v1), else nil
+	v1      *v1Parent     // when cg is nil: cgroup v1 pids and memory, when usable
 	reg     *registry
 
 	mu       sync.Mutex
@@ -135,11 +135,18 @@ func New(cfg Config) (*Backend, error) {
 	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
 	if b.cg == nil && cfg.CgroupParent == "" {
 		var why string
-		if b.pids1, why = findPidsV1(); b.pids1 == nil {
+		if b.v1, why = findV1(); b.v1 == nil {
 			b.cgWhy += "; " + why
 		}
 	}
-	cleanStale(cfg.StateDir, b.reg)
+	var cgroupDirs []string
+	if b.cg != nil {
+		cgroupDirs = append(cgroupDirs, b.cg.dir)
+	}
+	if b.v1 != nil {
+		cgroupDirs = append(cgroupDirs, b.v1.pids, b.v1.memory)
+	}
+	cleanStale(cfg.StateDir, b.reg, cgroupDirs)
 	return b, nil
 }
 
@@ -150,14 +157,14 @@ const registryDir = "placeholders"
 func (b *Backend) Name() string { return "bwrap" }
 
 // Limiter says how resource limits are enforced: "cgroup v2 at DIR", or per-command rlimits
-// (with the reason), with the number of processes bounded by a cgroup v1 pids folder when
-// there is one.
+// (with the reason cgroup v2 is not used), with the number of processes and the memory
+// bounded by cgroup v1 folders when there are writable ones.
 func (b *Backend) Limiter() string {
 	switch {
 	case b.cg != nil:
 		return "cgroup v2 at " + b.cg.dir
-	case b.pids1 != nil:
-		return "rlimits and cgroup v1 pids at " + b.pids1.dir + " (" + b.cgWhy + ")"
+	case b.v1 != nil:
+		return b.v1.String() + ", and rlimits (" + b.cgWhy + ")"
 	}
 	return "rlimits (" + b.cgWhy + ")"
 }

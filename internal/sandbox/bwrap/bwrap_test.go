@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,7 +460,8 @@ func TestEnvironmentIsAllowlisted(t *testing.T) {
 
 func TestConfinement(t *testing.T) {
 	t.Parallel()
-	s := setup(t).start(t)
+	tb := setup(t)
+	s := tb.start(t)
 	status := mustSh(t, s, "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status")
 	for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
 		"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
@@ -502,9 +505,18 @@ func TestConfinement(t *testing.T) {
 	if fds := mustSh(t, s, "ls /proc/self/fd | tr '\\n' ' '; readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2"); !strings.HasPrefix(fds, "0 1 2 3 pipe:") || strings.Count(fds, "pipe:") != 3 {
 		t.Errorf("descriptors of ls: %q (want stdio and its own)", fds)
 	}
-	// Resource limits (rlimits: no usable cgroup v2 here).
-	if got := mustSh(t, s, "bash -c 'ulimit -c; ulimit -n; ulimit -Hn; ulimit -v; ulimit -u; ulimit -f'"); got != "0\n8192\n8192\n4194304\n1024\n8388608\n" {
-		t.Errorf("ulimits %q", got)
+	// Resource limits: per-process rlimits for what no cgroup bounds.
+	lim := tb.backend.Limiter()
+	as, nproc := "4194304", "1024"
+	if strings.Contains(lim, "cgroup v2") || strings.Contains(lim, "memory at") {
+		as = "unlimited"
+	}
+	if strings.Contains(lim, "cgroup v2") || strings.Contains(lim, "pids at") {
+		nproc = ""
+	}
+	got := strings.Split(mustSh(t, s, "bash -c 'ulimit -c; ulimit -n; ulimit -Hn; ulimit -v; ulimit -f; ulimit -u'"), "\n")
+	if want := []string{"0", "8192", "8192", as, "8388608"}; !slices.Equal(got[:5], want) || nproc != "" && got[5] != nproc {
+		t.Errorf("ulimits %q, want %q and nproc %q (%s)", got, want, nproc, lim)
 	}
 }
 
@@ -799,6 +811,17 @@ func TestCrashedKeepupLeavesNothing(t *testing.T) {
 		}
 		t.Errorf("left in the grant: %v", names)
 	}
+	if b, _ := os.ReadFile("/proc/self/cgroup"); strings.Contains(string(b), "crash") {
+		t.Errorf("this process is in a session's cgroup: %s", b)
+	}
+	for _, dir := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"} {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "keepup-crash-") {
+				t.Errorf("cgroup left behind: %s", p)
+			}
+			return nil
+		})
+	}
 	if ents, _ := os.ReadDir(filepath.Join(state, "placeholders")); len(ents) != 0 {
 		t.Errorf("placeholder registry holds %d entries", len(ents))
 	}
@@ -902,4 +925,26 @@ func TestHardLinkIntoGrant(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "SECRET" {
 		t.Fatalf("the outside file changed: %q", b)
 	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.spec.Limits.MemoryBytes = 256 << 20
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("no python3 to allocate with")
+	}
+	s := tb.start(t)
+	// One process, and several that each stay under the limit but not together.
+	r := sh(t, s, `python3 -c 'b = bytearray(400 << 20); b[::4096] = b"x" * len(b[::4096]); print("held")'`)
+	if r.ExitCode == 0 || strings.Contains(r.stdout, "held") {
+		t.Errorf("400 MB under a 256 MB limit: %+v", r)
+	}
+	if strings.Contains(tb.backend.Limiter(), "memory at") || strings.Contains(tb.backend.Limiter(), "cgroup v2") {
+		script := `for i in 1 2 3 4; do python3 -c 'import time; b = bytearray(100 << 20); b[::4096] = b"x" * len(b[::4096]); print("held", flush=True); time.sleep(3)' & done; wait`
+		if r := sh(t, s, script); strings.Count(r.stdout, "held") == 4 {
+			t.Errorf("4 x 100 MB held under a 256 MB session limit: %+v", r)
+		}
+	}
+	mustSh(t, s, "true") // the session survives
 }

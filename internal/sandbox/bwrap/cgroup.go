@@ -160,98 +160,151 @@ func (c *cgroup) destroy() error {
 	}
 }
 
-// pidsV1Parent is a cgroup v1 pids hierarchy folder: the fallback that bounds the number of a
-// session's processes when cgroup v2 is not usable. It matters when keepup runs as root:
-// RLIMIT_NPROC does not bind processes whose user is root on the host, which the sandbox user
-// then is.
-type pidsV1Parent struct {
-	dir string
+// v1Parent holds keepup's own folders in the cgroup v1 pids and memory hierarchies: the
+// fallback that bounds a session's processes and memory when cgroup v2 is not usable. It
+// matters most when keepup runs as root: RLIMIT_NPROC does not bind processes whose user is
+// root on the host (the sandbox user then is), and RLIMIT_AS bounds each process, not their
+// sum. Either hierarchy may be missing; the parent is nil when both are.
+type v1Parent struct {
+	pids, memory string // "" when not usable
 }
 
-// findPidsV1 finds keepup's own folder in a writable cgroup v1 pids hierarchy.
-func findPidsV1() (*pidsV1Parent, string) {
+// findV1 finds keepup's own folders in writable cgroup v1 pids and memory hierarchies.
+func findV1() (*v1Parent, string) {
+	p := &v1Parent{pids: v1Dir("pids"), memory: v1Dir("memory")}
+	if p.pids == "" && p.memory == "" {
+		return nil, "no writable cgroup v1 pids or memory hierarchy either"
+	}
+	return p, ""
+}
+
+// v1Dir is keepup's folder in the cgroup v1 hierarchy of controller, if writable.
+func v1Dir(controller string) string {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return nil, "cannot read /proc/self/mountinfo"
+		return ""
 	}
 	var mnt, root string
 	for _, l := range strings.Split(string(data), "\n") {
 		pre, post, ok := strings.Cut(l, " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" || !slices.Contains(strings.Split(g[2], ","), "pids") {
-			continue
+		if ok && len(f) >= 5 && len(g) >= 3 && g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), controller) {
+			root, mnt = f[3], f[4]
+			break
 		}
-		root, mnt = f[3], f[4]
-		break
 	}
 	if mnt == "" {
-		return nil, "no cgroup v1 pids hierarchy either"
+		return ""
 	}
 	self, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		return nil, "cannot read /proc/self/cgroup"
+		return ""
 	}
 	rel := ""
 	for _, l := range strings.Split(string(self), "\n") {
 		parts := strings.SplitN(l, ":", 3)
-		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "pids") {
+		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), controller) {
 			rel = parts[2]
 		}
 	}
 	rel = strings.TrimPrefix(rel, strings.TrimSuffix(root, "/"))
 	dir := filepath.Join(mnt, rel)
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil || unix.Access(dir, unix.W_OK) != nil {
-		return nil, fmt.Sprintf("the cgroup v1 pids folder %s is not writable", dir)
+		return ""
 	}
-	return &pidsV1Parent{dir: dir}, ""
+	return dir
 }
 
-// pidsV1 is one session's cgroup v1 pids folder.
-type pidsV1 struct {
-	dir string
+func (p *v1Parent) String() string {
+	var parts []string
+	if p.pids != "" {
+		parts = append(parts, "pids at "+p.pids)
+	}
+	if p.memory != "" {
+		parts = append(parts, "memory at "+p.memory)
+	}
+	return "cgroup v1 " + strings.Join(parts, ", ")
 }
 
-func (p *pidsV1Parent) create(name string, max int) (*pidsV1, error) {
-	dir := filepath.Join(p.dir, "keepup-"+name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(max)), 0); err != nil {
-		unix.Rmdir(dir)
-		return nil, fmt.Errorf("pids.max: %w", err)
-	}
-	return &pidsV1{dir: dir}, nil
+// v1Cgroup is one session's cgroup v1 folders.
+type v1Cgroup struct {
+	dirs   []string
+	pids   bool // the number of processes is bounded
+	memory bool // the memory is bounded
 }
 
-// join moves the processes pids (the sandbox's, before it runs anything) into the folder;
-// everything they start afterwards is born in it.
-func (c *pidsV1) join(pids []int) error {
-	for _, pid := range pids {
-		if err := os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("move process %d into %s: %w", pid, c.dir, err)
+func (p *v1Parent) create(name string, l sandbox.Limits) (*v1Cgroup, error) {
+	c := &v1Cgroup{}
+	mk := func(parent string, limits ...[2]string) error {
+		dir := filepath.Join(parent, "keepup-"+name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		c.dirs = append(c.dirs, dir)
+		for _, kv := range limits {
+			if kv[0] == "memory.memsw.limit_in_bytes" {
+				if _, err := os.Stat(filepath.Join(dir, kv[0])); err != nil {
+					continue // no swap accounting
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, kv[0]), []byte(kv[1]), 0); err != nil {
+				return fmt.Errorf("%s: %w", kv[0], err)
+			}
+		}
+		return nil
+	}
+	if p.pids != "" {
+		if err := mk(p.pids, [2]string{"pids.max", strconv.Itoa(l.Pids)}); err != nil {
+			c.destroy()
+			return nil, err
+		}
+		c.pids = true
+	}
+	if p.memory != "" {
+		mem := strconv.FormatInt(l.MemoryBytes, 10)
+		if err := mk(p.memory, [2]string{"memory.limit_in_bytes", mem}, [2]string{"memory.memsw.limit_in_bytes", mem}); err != nil {
+			c.destroy()
+			return nil, err
+		}
+		c.memory = true
+	}
+	return c, nil
+}
+
+// join moves the process pid (the sandbox's helper, before it runs anything) into the
+// folders; everything it starts afterwards is born in them.
+func (c *v1Cgroup) join(pid int) error {
+	for _, dir := range c.dirs {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("move process %d into %s: %w", pid, dir, err)
 		}
 	}
 	return nil
 }
 
-// destroy kills what is left in the folder and removes it.
-func (c *pidsV1) destroy() error {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := unix.Rmdir(c.dir)
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("remove cgroup %s: %w", c.dir, err)
-		}
-		if procs, err := os.ReadFile(filepath.Join(c.dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(procs)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = unix.Kill(pid, unix.SIGKILL)
+// destroy kills what is left in the folders and removes them.
+func (c *v1Cgroup) destroy() error {
+	var errs []error
+	for _, dir := range c.dirs {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			err := unix.Rmdir(dir)
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+				break
+			}
+			if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(procs)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						_ = unix.Kill(pid, unix.SIGKILL)
+					}
 				}
 			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	return errors.Join(errs...)
 }

@@ -42,7 +42,7 @@ type Session struct {
 	state   *stateDir
 	held    []held // placeholder registry entries
 	cg      *cgroup
-	pids1   *pidsV1
+	v1      *v1Cgroup
 	limits  sandbox.Limits
 
 	cmd     *exec.Cmd
@@ -107,18 +107,23 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	rl.NoFile = uint64(s.limits.OpenFiles)
 	rl.FSize = uint64(s.limits.FileBytes)
 	if b.cg != nil {
-		s.cg, err = b.cg.create(spec.SessionID+"-"+path.Base(s.state.dir), s.limits)
+		s.cg, err = b.cg.create(path.Base(s.state.dir), s.limits)
 		if err != nil {
 			return nil, fmt.Errorf("bwrap: cgroup: %w", err)
 		}
 	}
 	if s.cg == nil {
-		rl.NProc = uint64(s.limits.Pids)
-		rl.AS = uint64(s.limits.MemoryBytes)
-		if b.pids1 != nil {
-			if s.pids1, err = b.pids1.create(spec.SessionID+"-"+path.Base(s.state.dir), s.limits.Pids); err != nil {
-				return nil, fmt.Errorf("bwrap: cgroup v1 pids: %w", err)
+		if b.v1 != nil {
+			if s.v1, err = b.v1.create(path.Base(s.state.dir), s.limits); err != nil {
+				return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
 			}
+		}
+		// What no cgroup bounds, rlimits do (per process).
+		if s.v1 == nil || !s.v1.pids {
+			rl.NProc = uint64(s.limits.Pids)
+		}
+		if s.v1 == nil || !s.v1.memory {
+			rl.AS = uint64(s.limits.MemoryBytes)
 		}
 	}
 	hc := inside.HelperConfig{
@@ -156,7 +161,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if err != nil {
 		return nil, err
 	}
-	if s.pids1 != nil {
+	if s.v1 != nil {
 		if err := s.conn.PassCred(); err != nil {
 			return nil, fmt.Errorf("bwrap: control socket: %w", err)
 		}
@@ -206,14 +211,14 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 			return nil, s.startError()
 		}
 		s.landlockABI = r.LandlockABI
-		if s.pids1 != nil {
+		if s.v1 != nil {
 			// The idle helper has run nothing yet: move it, and every command it starts is
 			// born inside. Its pid on the host came with the ready message's credentials.
 			if s.conn.PeerPID <= 0 {
-				return nil, errors.New("bwrap: cgroup v1 pids: the helper's pid is unknown")
+				return nil, errors.New("bwrap: cgroup v1: the helper's pid is unknown")
 			}
-			if err := s.pids1.join([]int{s.conn.PeerPID}); err != nil {
-				return nil, fmt.Errorf("bwrap: cgroup v1 pids: %w", err)
+			if err := s.v1.join(s.conn.PeerPID); err != nil {
+				return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
 			}
 		}
 	case <-s.exited:
@@ -485,8 +490,8 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if s.pids1 != nil {
-		if err := s.pids1.destroy(); err != nil {
+	if s.v1 != nil {
+		if err := s.v1.destroy(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -59,10 +59,10 @@ func (s *stateDir) remove() error {
 	return nil
 }
 
-// cleanStale removes the folders of sessions whose keepup is gone (their lock is free) and the
-// placeholders no live session holds. Best effort: what cannot be cleaned now is tried again
+// cleanStale removes the folders and cgroups (in cgroupDirs) of sessions whose keepup is gone
+// (their lock is free) and the placeholders no live session holds. Best effort: what cannot be cleaned now is tried again
 // next time.
-func cleanStale(base string, reg *registry) {
+func cleanStale(base string, reg *registry, cgroupDirs []string) {
 	defer reg.cleanStale()
 	ents, err := os.ReadDir(base)
 	if err != nil {
@@ -93,6 +93,10 @@ func cleanStale(base string, reg *registry) {
 		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
 			lock.Close() // live session
 			continue
+		}
+		// The session's cgroups are named after its folder; its processes are gone.
+		for _, parent := range cgroupDirs {
+			_ = unix.Rmdir(filepath.Join(parent, "keepup-"+e.Name()))
 		}
 		os.RemoveAll(dir)
 		_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
