@@ -7,8 +7,9 @@
 // hosts, a fresh /proc and /dev, tmpfs /tmp and home discarded with the session, the grants at
 // their destinations, protected paths of read-write grants kept read-only by binds whether or
 // not they exist, the rest of the root read-only), no capabilities, an allowlisted
-// environment, the seccomp filter of package seccomp, per-session cgroup v2 limits when a
-// usable hierarchy exists, and the control channel to the helper of package inside that runs
+// environment, the seccomp filter of package seccomp, per-session cgroup limits (v2 when a
+// usable hierarchy exists, else writable v1 pids and memory folders, and per-command rlimits
+// for what no cgroup bounds), and the control channel to the helper of package inside that runs
 // the commands. It also cleans up after a session: bwrap and everything in it dies at Close or
 // when keepup dies, and the placeholder mountpoints it made on the host are removed.
 //

@@ -20,9 +20,11 @@ type Report struct {
 	// "tmpfs-size".
 	Features []string
 	// Cgroup is the cgroup v2 folder sessions get their cgroup (pids.max, memory.max,
-	// cpu.max) in; "" when limits fall back to per-command rlimits, for CgroupWhy.
+	// cpu.max) in; "" when limits fall back, for CgroupWhy, to cgroup v1 (CgroupV1 says which
+	// hierarchies, "" if none) and per-command rlimits.
 	Cgroup    string
 	CgroupWhy string
+	CgroupV1  string
 	// LandlockABI is the kernel's Landlock ABI version (0: none; commands then run without
 	// this layer).
 	LandlockABI int
@@ -47,6 +49,9 @@ func Probe(ctx context.Context, bwrapPath, cgroupParent string) Report {
 		r.Cgroup = cg.dir
 	} else {
 		r.CgroupWhy = why
+		if v1, _ := findV1(); v1 != nil && cgroupParent == "" {
+			r.CgroupV1 = v1.String()
+		}
 	}
 	path, err := findBwrap(bwrapPath)
 	if err != nil {
@@ -90,6 +95,8 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "; user namespaces: %v", r.UserNS)
 	if r.Cgroup != "" {
 		fmt.Fprintf(&b, "; limits: cgroup v2 at %s", r.Cgroup)
+	} else if r.CgroupV1 != "" {
+		fmt.Fprintf(&b, "; limits: %s and rlimits (%s)", r.CgroupV1, r.CgroupWhy)
 	} else {
 		fmt.Fprintf(&b, "; limits: rlimits (%s)", r.CgroupWhy)
 	}
