@@ -103,7 +103,9 @@ func (s *sbx) grantArgs() []string {
 	return []string{"--grant", "work=" + s.grant, "--grant", "ro=" + s.ro + ":ro", "--grant", "tools=" + s.tools + ":ro"}
 }
 
-// runFor runs keepup in e's environment for at most d, failing t (not e.t) when it hangs.
+// runFor runs keepup in e's environment for at most d. A keepup that cannot start or hangs
+// fails t (not e.t) with Errorf and gives exit code -1: runFor is called from goroutines too,
+// where t.Fatal must not be.
 func runFor(t *testing.T, e *env, d time.Duration, stdin string, args ...string) result {
 	t.Helper()
 	cmd := execKeepup(e, args...)
@@ -111,7 +113,8 @@ func runFor(t *testing.T, e *env, d time.Duration, stdin string, args ...string)
 	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Errorf("starting keepup: %v", err)
+		return result{code: -1}
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -120,7 +123,8 @@ func runFor(t *testing.T, e *env, d time.Duration, stdin string, args ...string)
 	case <-time.After(d):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("keepup %s did not finish in %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), d, out.String(), errb.String())
+		t.Errorf("keepup %s did not finish in %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), d, out.String(), errb.String())
+		return result{code: -1, stdout: out.String(), stderr: errb.String()}
 	}
 	return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
 }
@@ -1824,4 +1828,29 @@ func TestSandboxConcurrentSessionsKeepGuards(t *testing.T) {
 			t.Errorf("the other session: exit %d %s", r.code, r.stderr)
 		}
 	})
+}
+
+// TestSandboxProtectedPathsInOutputs: the outputs folder is read-write inside too, and the file
+// tools refuse protected paths in it as in any read-write folder; a command must not be able
+// to create them either.
+func TestSandboxProtectedPathsInOutputs(t *testing.T) {
+	t.Parallel()
+	s := newSbx(t)
+	paths := []string{"outputs/.bashrc", "outputs/.vscode/settings.json", "outputs/.git/hooks/pre-commit", "outputs/.mcp.json"}
+	probe := []string{"create"}
+	var calls []fileCall
+	for _, p := range paths {
+		probe = append(probe, "@/"+p)
+		calls = append(calls, fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/" + p, "content": "x"}})
+	}
+	blocked(t, "create protected paths in outputs", s.attack(t, probe...))
+	s.fileToolsRefuse(t, calls...)
+	for _, p := range paths {
+		found, _ := filepath.Glob(filepath.Join(s.home, "outputs", "*", strings.TrimPrefix(p, "outputs/")))
+		for _, f := range found {
+			if b, _ := os.ReadFile(f); len(b) > 0 {
+				t.Errorf("%s was created on the host: %q", f, b)
+			}
+		}
+	}
 }
