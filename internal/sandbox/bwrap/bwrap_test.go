@@ -948,3 +948,34 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	mustSh(t, s, "true") // the session survives
 }
+
+// TestGitWorkflow: everyday git in a read-write grant works though .git/config and the hooks
+// are read-only.
+func TestGitWorkflow(t *testing.T) {
+	t.Parallel()
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip(err)
+	}
+	tb := setup(t)
+	if out, err := exec.Command(git, "init", "-q", "-b", "main", tb.rw).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	s := tb.start(t)
+	mustSh(t, s, `set -e
+g() { git -c user.name=agent -c user.email=agent@keepup.invalid "$@"; }
+echo hello > a.txt && g add a.txt && g commit -q -m first
+g checkout -q -b feature && echo more >> a.txt && g commit -q -am second
+g checkout -q main && g merge -q --no-edit feature && g log --oneline | wc -l | grep -qx 2
+g stash list && g status --short && g gc -q`)
+	if r := sh(t, s, "git config user.name agent"); r.ExitCode == 0 {
+		t.Error("git config wrote .git/config")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(git, "-C", tb.rw, "log", "--oneline").CombinedOutput()
+	if err != nil || strings.Count(string(out), "\n") != 2 {
+		t.Fatalf("git log on the host: %v\n%s", err, out)
+	}
+}
