@@ -980,24 +980,43 @@ func TestSandboxHardLinkMadeInside(t *testing.T) {
 }
 
 // TestSandboxPreexistingHardLink: a hard link placed in a grant (by someone else, before the
-// task) to a file outside it. The file tools refuse to write through it (a file with more than
-// one link); the rule is one answer, so writing through it from inside must not change
-// the outside file either. A bind mount cannot tell the two names of one inode apart, so this
-// holds only if the backend does something about such files.
+// task) to a file outside it — at the top, deep down, and after many other files. The file
+// tools refuse to write through it (a file with more than one link); the rule is one
+// answer, so writing through it from inside must not change the outside file either. Inside,
+// the link is the outside file's inode: only a backend that finds such files and keeps them
+// read-only makes this hold.
 func TestSandboxPreexistingHardLink(t *testing.T) {
 	t.Parallel()
-	s := newSbx(t)
-	must(t, os.Link(s.secret, filepath.Join(s.grant, "hardlink")))
-	before := s.state(t)
-	blocked(t, "write through a pre-existing hard link", s.attack(t, "write", "hardlink"))
-	s.fileToolsRefuse(t,
-		fileCall{"write_file", obj{"path": "hardlink", "content": "x"}},
-		fileCall{"edit_file", obj{"path": "hardlink", "old": "SECRET", "new": "x"}},
-	)
-	if got := readFile(t, s.secret); got != "SECRET" {
-		t.Errorf("the outside file changed through the hard link in the grant: %q (file tools refuse this path; the sandbox let it through)", got)
+	deep := "a/b/c/d/e/f/g/hardlink"
+	for _, c := range []struct {
+		name, path string
+		many       int // ordinary files made first
+	}{
+		{"top", "hardlink", 0},
+		{"deep", deep, 0},
+		{"after many files", "zzz/sub/hardlink", 6000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSbx(t)
+			for i := 0; i < c.many; i++ {
+				s.write(fmt.Sprintf("grant/aaa/f%d.txt", i), "x")
+			}
+			p := filepath.Join(s.grant, c.path)
+			must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+			must(t, os.Link(s.secret, p))
+			before := s.state(t)
+			blocked(t, "write through a pre-existing hard link", s.attack(t, "write", c.path))
+			s.fileToolsRefuse(t,
+				fileCall{"write_file", obj{"path": c.path, "content": "x"}},
+				fileCall{"edit_file", obj{"path": c.path, "old": "SECRET", "new": "x"}},
+			)
+			if got := readFile(t, s.secret); got != "SECRET" {
+				t.Errorf("the outside file changed through the hard link %s in the grant: %q (the file tools refuse this path; the sandbox let it through)", c.path, got)
+			}
+			s.unchanged(t, before)
+		})
 	}
-	s.unchanged(t, before)
 }
 
 // TestSandboxProcRoot: /proc/self/root, /proc/1/root and every other /proc/<pid>/root or cwd
@@ -1264,6 +1283,8 @@ func repo(s *sbx) {
 	s.write("grant/sub/.git/config", "[core]\n")
 	s.write("grant/sub/.git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
 	s.write("grant/sub/.vscode/settings.json", "{}\n")
+	s.write("grant/d1/d2/d3/d4/proj/.git/config", "[core]\n")
+	s.write("grant/d1/d2/d3/d4/proj/.git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
 }
 
 // TestSandboxProtectedPathsExisting: existing protected files and folders in a read-write grant
@@ -1274,26 +1295,37 @@ func TestSandboxProtectedPathsExisting(t *testing.T) {
 	cases := []struct {
 		name  string
 		probe []string
+		many  int // ordinary files made first, in a folder of their own
 	}{
-		{"mutate .git/config", []string{"mutate", ".git/config"}},
-		{"mutate .git/hooks", []string{"mutate", ".git/hooks"}},
-		{"mutate .git/hooks/pre-commit", []string{"mutate", ".git/hooks/pre-commit"}},
-		{"mutate .bashrc", []string{"mutate", ".bashrc"}},
-		{"mutate .claude", []string{"mutate", ".claude"}},
-		{"mutate .claude/settings.json", []string{"mutate", ".claude/settings.json"}},
-		{"rename .git/hooks aside and recreate", []string{"renameaside", ".git/hooks", ".git/hooks/pre-commit"}},
-		{"rename .claude aside and recreate", []string{"renameaside", ".claude", ".claude/settings.json"}},
-		{"rename .git aside and recreate its hooks", []string{"renameaside", ".git", ".git/hooks/pre-commit"}},
-		{"rename .git aside and recreate its config", []string{"renameaside", ".git", ".git/config"}},
-		{"nested: mutate sub/.git/hooks/pre-commit", []string{"mutate", "sub/.git/hooks/pre-commit"}},
-		{"nested: mutate sub/.git/config", []string{"mutate", "sub/.git/config"}},
-		{"nested: mutate sub/.vscode/settings.json", []string{"mutate", "sub/.vscode/settings.json"}},
-		{"nested: rename sub/.git/hooks aside and recreate", []string{"renameaside", "sub/.git/hooks", "sub/.git/hooks/pre-commit"}},
+		{name: "mutate .git/config", probe: []string{"mutate", ".git/config"}},
+		{name: "mutate .git/hooks", probe: []string{"mutate", ".git/hooks"}},
+		{name: "mutate .git/hooks/pre-commit", probe: []string{"mutate", ".git/hooks/pre-commit"}},
+		{name: "mutate .bashrc", probe: []string{"mutate", ".bashrc"}},
+		{name: "mutate .claude", probe: []string{"mutate", ".claude"}},
+		{name: "mutate .claude/settings.json", probe: []string{"mutate", ".claude/settings.json"}},
+		{name: "rename .git/hooks aside and recreate", probe: []string{"renameaside", ".git/hooks", ".git/hooks/pre-commit"}},
+		{name: "rename .claude aside and recreate", probe: []string{"renameaside", ".claude", ".claude/settings.json"}},
+		{name: "rename .git aside and recreate its hooks", probe: []string{"renameaside", ".git", ".git/hooks/pre-commit"}},
+		{name: "rename .git aside and recreate its config", probe: []string{"renameaside", ".git", ".git/config"}},
+		{name: "nested: mutate sub/.git/hooks/pre-commit", probe: []string{"mutate", "sub/.git/hooks/pre-commit"}},
+		{name: "nested: mutate sub/.git/config", probe: []string{"mutate", "sub/.git/config"}},
+		{name: "nested: mutate sub/.vscode/settings.json", probe: []string{"mutate", "sub/.vscode/settings.json"}},
+		{name: "nested: rename sub/.git/hooks aside and recreate", probe: []string{"renameaside", "sub/.git/hooks", "sub/.git/hooks/pre-commit"}},
+		{name: "deep: mutate d1/d2/d3/d4/proj/.git/hooks/pre-commit", probe: []string{"mutate", "d1/d2/d3/d4/proj/.git/hooks/pre-commit"}},
+		{name: "deep: mutate d1/d2/d3/d4/proj/.git/config", probe: []string{"mutate", "d1/d2/d3/d4/proj/.git/config"}},
+		{name: "after many files: mutate zzz/sub/.git/hooks/pre-commit", probe: []string{"mutate", "zzz/sub/.git/hooks/pre-commit"}, many: 6000},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSbx(t)
+			if c.many > 0 {
+				for i := 0; i < c.many; i++ {
+					s.write(fmt.Sprintf("grant/aaa/f%d.txt", i), "x")
+				}
+				s.write("grant/zzz/sub/.git/HEAD", "ref: refs/heads/main\n")
+				s.write("grant/zzz/sub/.git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
+			}
 			repo(s)
 			before := s.state(t)
 			blocked(t, c.name, s.attack(t, c.probe...))
@@ -1315,6 +1347,7 @@ func TestSandboxProtectedPathsExisting(t *testing.T) {
 			fileCall{"move_path", obj{"from": ".claude", "to": "claude.aside"}},
 			fileCall{"write_file", obj{"path": "sub/.git/hooks/pre-commit", "content": "x"}},
 			fileCall{"write_file", obj{"path": "sub/.vscode/settings.json", "content": "x"}},
+			fileCall{"write_file", obj{"path": "d1/d2/d3/d4/proj/.git/hooks/pre-commit", "content": "x"}},
 		)
 		s.unchanged(t, before)
 	})
