@@ -1,14 +1,12 @@
 package tool
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/keepup/keepup/internal/model"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
@@ -16,29 +14,20 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // Registry holds the tools offered in a task and validates calls against their schemas.
 type Registry struct {
 	tools   map[string]Tool
-	schemas map[string]*jsonschema.Schema
+	schemas map[string]*schema
 	order   []string
 }
 
 // NewRegistry compiles each tool's schema. A tool whose schema does not compile, or a name used
 // twice, is an error.
 func NewRegistry(tools ...Tool) (*Registry, error) {
-	r := &Registry{tools: map[string]Tool{}, schemas: map[string]*jsonschema.Schema{}}
-	c := jsonschema.NewCompiler()
+	r := &Registry{tools: map[string]Tool{}, schemas: map[string]*schema{}}
 	for _, t := range tools {
 		spec := t.Spec()
 		if _, dup := r.tools[spec.Name]; dup {
 			return nil, fmt.Errorf("tool %q registered twice", spec.Name)
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(spec.InputSchema))
-		if err != nil {
-			return nil, fmt.Errorf("tool %q: input schema: %w", spec.Name, err)
-		}
-		url := "keepup:/tools/" + spec.Name + ".json"
-		if err := c.AddResource(url, doc); err != nil {
-			return nil, fmt.Errorf("tool %q: input schema: %w", spec.Name, err)
-		}
-		s, err := c.Compile(url)
+		s, err := compileSchema(spec.InputSchema)
 		if err != nil {
 			return nil, fmt.Errorf("tool %q: input schema: %w", spec.Name, err)
 		}
@@ -81,11 +70,11 @@ func (r *Registry) Decode(name, input string) (Tool, json.RawMessage, error) {
 	if strings.TrimSpace(input) == "" {
 		input = "{}"
 	}
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(input))
+	v, err := decodeJSON([]byte(input))
 	if err != nil {
 		return nil, nil, &Refusal{Msg: fmt.Sprintf("arguments for %s are not valid JSON: %v", name, err)}
 	}
-	if err := r.schemas[name].Validate(v); err != nil {
+	if err := r.schemas[name].validate(v, ""); err != nil {
 		return nil, nil, &Refusal{Msg: fmt.Sprintf("arguments for %s do not match its schema: %s", name, oneLine(err.Error()))}
 	}
 	return t, json.RawMessage(input), nil
