@@ -14,12 +14,16 @@ import (
 )
 
 // Bounds of the walk that finds protected paths and hard-linked files below the top of a
-// read-write mount.
+// read-write mount. A mount the walk cannot finish within them is refused (ErrTooLarge): the
+// sandbox would otherwise leave unguarded what the file tools refuse.
 const (
-	walkDepth   = 4
-	walkEntries = 5000
+	walkDepth   = 64
+	walkEntries = 100_000
 	maxLinked   = 1000
 )
+
+// ErrTooLarge is returned by Start for a read-write mount too large or too deep to guard.
+var ErrTooLarge = errors.New("too large to guard")
 
 // knownDirs are protected names that are directories even when the list does not end them
 // with "/": a placeholder for them is an empty directory, not an empty file.
@@ -143,7 +147,11 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 				spelled = append(spelled, ent.name)
 				continue // never descend into a protected name
 			}
-			if ent.linked && linked < maxLinked {
+			if ent.linked {
+				if linked >= maxLinked {
+					pl.close()
+					return nil, fmt.Errorf("%s: %w: more than %d hard-linked files; grant a smaller folder", host, ErrTooLarge, maxLinked)
+				}
 				// A hard link into the grant may name a file outside it (or in a read-only
 				// grant): writing through it would reach that file. Read-only, as the file
 				// tools refuse to write such files.
@@ -153,7 +161,11 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 				}
 				continue
 			}
-			if ent.dir && d.depth+1 < walkDepth {
+			if ent.dir {
+				if d.depth+1 >= walkDepth {
+					pl.close()
+					return nil, fmt.Errorf("%s: %w: folders nested deeper than %d; grant a smaller folder", host, ErrTooLarge, walkDepth)
+				}
 				queue = append(queue, dir{path.Join(d.rel, ent.name), d.depth + 1})
 			}
 		}
@@ -176,6 +188,10 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 				}
 			}
 		}
+	}
+	if len(queue) > 0 || budget <= 0 { // budget 0: the last listing may have been cut short
+		pl.close()
+		return nil, fmt.Errorf("%s: %w: more than %d files and folders; grant a smaller folder", host, ErrTooLarge, walkEntries)
 	}
 	// Pins of every folder that holds a guard (shallowest first), so none can be renamed
 	// aside; then the guards, shallowest first so a deeper mount is never hidden by a later

@@ -49,9 +49,10 @@ func TestPlanGuards(t *testing.T) {
 			want:  []string{"ro .bashrc", "ro .claude", "pin .git", "ro .git/hooks", "ro .git/config", "ro a/b/linked", "ro a/other"},
 		},
 		{
-			name:  "too deep for the walk",
+			name:  "a nested repository deep down",
 			files: []string{".bashrc", ".claude/", ".git/hooks/", ".git/config", "1/2/3/4/.git/config"},
-			want:  []string{"ro .bashrc", "ro .claude", "pin .git", "ro .git/hooks", "ro .git/config"},
+			want: []string{"pin .git", "pin 1", "pin 1/2", "pin 1/2/3", "pin 1/2/3/4", "pin 1/2/3/4/.git", "placeholder-dir 1/2/3/4/.claude",
+				"placeholder-dir 1/2/3/4/.git/hooks", "placeholder-file 1/2/3/4/.bashrc", "ro .bashrc", "ro .claude", "ro .git/config", "ro .git/hooks", "ro 1/2/3/4/.git/config"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,4 +167,28 @@ func TestRemovePlaceholders(t *testing.T) {
 			t.Errorf("%s: exists=%v, want %v", rel, err == nil, exists)
 		}
 	}
+}
+
+// TestPlanGuardsRefusesWhatItCannotWalk: a mount too deep or too large to walk is refused, not
+// half guarded.
+func TestPlanGuardsRefusesWhatItCannotWalk(t *testing.T) {
+	t.Parallel()
+	deep := t.TempDir()
+	p := deep
+	for i := 0; i < walkDepth+1; i++ {
+		p = filepath.Join(p, "d")
+	}
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := planGuards(deep, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("deep tree: %v, want ErrTooLarge", err)
+	}
+	shallow := t.TempDir()
+	os.MkdirAll(filepath.Join(shallow, "d"), 0o755)
+	pl, err := planGuards(shallow, []string{".bashrc"})
+	if err != nil {
+		t.Fatalf("small tree: %v", err)
+	}
+	pl.close()
 }
