@@ -157,6 +157,11 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	}
 	defer db.Close()
 
+	// The bash tool saves long output under outputs/.keepup/bash; made before the sandbox
+	// starts, it is visible inside, read-only like every protected path.
+	if err := os.MkdirAll(filepath.Join(sess.Mount(scope.OutputsName).Path, ".keepup", "bash"), 0o755); err != nil {
+		return nil, err
+	}
 	ctx, stop := st.Context()
 	defer stop()
 	sb, err := backend.Start(ctx, sandboxSpec(sess))

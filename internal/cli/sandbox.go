@@ -50,9 +50,9 @@ func sandboxSpec(sess *scope.Session) sandbox.Spec {
 	spec := sandbox.Spec{SessionID: sess.ID, Workdir: sess.Default().Virtual()}
 	for _, m := range sess.Mounts {
 		sm := sandbox.Mount{Host: m.Path, Dest: m.Virtual(), RW: m.Mode == scope.RW}
-		// Protected paths guard the person's folders; outputs is keepup's own, fresh per
-		// session, and holds the bash tool's logs under .keepup/.
-		if sm.RW && m.Kind == scope.KindGrant {
+		// Protected paths are guarded in every read-write mount, outputs included, as the
+		// file tools refuse them everywhere (one answer).
+		if sm.RW {
 			sm.Protect = scope.ProtectedRoots()
 		}
 		spec.Mounts = append(spec.Mounts, sm)
