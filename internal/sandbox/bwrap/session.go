@@ -129,6 +129,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	hc := inside.HelperConfig{
 		Landlock: inside.Landlock{RO: []string{"/"}, RW: []string{"/tmp", Home}, Dev: []string{"/dev"}},
 		Rlimits:  rl,
+		// The helper is moved into the v1 cgroups once it is ready: it must not start its
+		// spare exec stub before.
+		WaitJoin: s.v1 != nil,
 	}
 	l, err := b.buildLayout(&spec, s.state.dir, "")
 	if l != nil {
@@ -219,6 +222,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 			}
 			if err := s.v1.join(s.conn.PeerPID); err != nil {
 				return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
+			}
+			if err := s.conn.Send(inside.Request{Joined: true}); err != nil {
+				return nil, fmt.Errorf("bwrap: control socket: %w", err)
 			}
 		}
 	case <-s.exited:

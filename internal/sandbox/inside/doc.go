@@ -3,10 +3,13 @@
 //
 //   - the helper (`keepup __sandbox-helper`, [HelperMain]): one per session, bwrap's child. It
 //     reads run and kill requests from the control socket it inherits as fd 3 (the command's
-//     stdin, stdout and stderr arrive with each request as SCM_RIGHTS file descriptors), starts
-//     one exec stub per command and replies when the stub exits. When the control socket closes
+//     stdin, stdout and stderr arrive with each request as SCM_RIGHTS file descriptors), hands
+//     each command to an exec stub and replies when the stub exits. It keeps one spare stub
+//     started ahead of the next command (its start and runtime initialization are then off the
+//     command's path), and kills it when it exits. When the control socket closes
 //     (the session ends, or keepup died) it exits, and with it the sandbox's pid namespace.
-//   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): one per command. It sets the
+//   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): one per command, which it receives
+//     (with the command's stdio) on the stream socket it inherits as fd 3. It sets the
 //     resource limits, becomes the child subreaper, starts the command under Landlock in its own
 //     process group, enforces the wall-clock timeout, and when the command ends (or times out,
 //     or is killed) kills every process the command left behind before it reports how the

@@ -1,10 +1,8 @@
 package inside
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -27,25 +25,32 @@ const (
 	exitNotFound  = 127
 )
 
-// ExecMain is `keepup __sandbox-exec`: runs one command as the helper asked (the request on
-// fd 3), reports how it ended on fd 4, and returns the command's exit code.
+// ExecMain is `keepup __sandbox-exec`: runs one command as the helper asks. The helper may
+// start it before it has a command for it (a spare, so the stub's start and runtime
+// initialization are off the command's path): the stub readies itself, then waits for its
+// request on the stream socket it inherits as fd 3 (the command, and its stdin, stdout and
+// stderr as SCM_RIGHTS descriptors), reports how the command ended on the same socket, and
+// returns the command's exit code.
 func ExecMain(args []string) int {
-	specF := os.NewFile(3, "spec")
-	resF := os.NewFile(4, "result")
-	if specF == nil || resF == nil {
-		fmt.Fprintln(os.Stderr, "keepup exec stub: started without its request")
+	f := os.NewFile(3, "request")
+	if f == nil {
+		fmt.Fprintln(os.Stderr, "keepup exec stub: started without its request socket")
 		return exitCannotRun
 	}
-	// The command must inherit neither.
-	unix.CloseOnExec(3)
-	unix.CloseOnExec(4)
-	res := execMain(specF)
-	_ = json.NewEncoder(resF).Encode(res)
-	resF.Close()
+	// NewConn keeps a close-on-exec duplicate: the command must not inherit the socket.
+	conn, err := NewConn(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "keepup exec stub: %v\n", err)
+		return exitCannotRun
+	}
+	defer conn.Close()
+	res := execMain(conn)
+	_ = conn.Send(res)
 	return res.Exit
 }
 
-func execMain(specF *os.File) execResult {
+func execMain(conn *Conn) execResult {
 	// Handle the helper's kill request before anything can start.
 	kill := make(chan os.Signal, 1)
 	signal.Notify(kill, syscall.SIGTERM)
@@ -57,14 +62,22 @@ func execMain(specF *os.File) execResult {
 		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("prctl(PR_SET_CHILD_SUBREAPER): %v", err)}
 	}
 	var spec execSpec
-	b, err := io.ReadAll(io.LimitReader(specF, maxFrame))
-	specF.Close()
-	if err == nil {
-		err = json.Unmarshal(b, &spec)
+	stdio, err := conn.Recv(&spec, func(v any) int { return v.(*execSpec).FDs })
+	if err == nil && len(stdio) != 3 {
+		closeAll(stdio)
+		err = fmt.Errorf("%d descriptors, want 3", len(stdio))
 	}
 	if err != nil {
 		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("read request: %v", err)}
 	}
+	// The command's stdio becomes ours (until detachStdio), without close-on-exec.
+	for i, f := range stdio {
+		if err := unix.Dup3(int(f.Fd()), i, 0); err != nil {
+			closeAll(stdio)
+			return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("install stdio: %v", err)}
+		}
+	}
+	closeAll(stdio)
 	if len(spec.Args) == 0 {
 		return execResult{Exit: exitCannotRun, Err: "empty command"}
 	}

@@ -37,6 +37,21 @@ type helper struct {
 
 	mu   sync.Mutex
 	jobs map[uint64]*job
+
+	// The spare exec stub: started ahead of the next command, it initializes and then waits
+	// for its request, so a command does not wait for a stub's start. A command takes it and
+	// a new one is started in the background; a command that finds none (while the next is
+	// being started) starts its own.
+	spareMu   sync.Mutex
+	spare     *stubProc
+	spareOK   bool // spares may be started (the helper is in its cgroups; not closing)
+	refilling bool
+}
+
+// stubProc is a started exec stub and the socket its request goes on.
+type stubProc struct {
+	cmd  *exec.Cmd
+	conn *Conn
 }
 
 type job struct {
@@ -72,6 +87,11 @@ func helperMain(args []string) error {
 		return err
 	}
 	h := &helper{conn: conn, cfg: cfg, exe: exe, jobs: map[uint64]*job{}}
+	// The spare, and with it every stub, goes when the helper does.
+	defer h.stopSpares()
+	if !cfg.WaitJoin {
+		h.allowSpares()
+	}
 	// With credentials: they tell the backend the helper's pid on the host.
 	if err := conn.SendCred(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
 		return err
@@ -105,6 +125,9 @@ func helperMain(args []string) error {
 		case req.Kill:
 			closeAll(files)
 			h.kill(req.ID)
+		case req.Joined:
+			closeAll(files)
+			h.allowSpares()
 		default:
 			closeAll(files)
 		}
@@ -160,61 +183,47 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 	if len(stdio) != 3 {
 		return Reply{Exit: 126, Err: fmt.Sprintf("run request carries %d descriptors, want 3", len(stdio))}
 	}
-	spec, err := json.Marshal(execSpec{Run: run, Landlock: h.cfg.Landlock, Rlimits: h.cfg.Rlimits})
-	if err != nil {
-		return Reply{Exit: 126, Err: err.Error()}
-	}
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return Reply{Exit: 126, Err: err.Error()}
-	}
-	defer specW.Close()
-	resR, resW, err := os.Pipe()
-	if err != nil {
-		specR.Close()
-		return Reply{Exit: 126, Err: err.Error()}
-	}
-	defer resR.Close()
-
-	cmd := exec.Command(h.exe, ExecCommand)
-	cmd.Env = []string{}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	cmd.ExtraFiles = []*os.File{specR, resW} // fd 3, fd 4
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	spec := execSpec{Run: run, Landlock: h.cfg.Landlock, Rlimits: h.cfg.Rlimits, FDs: 3}
 	h.mu.Lock()
 	killed := j.killed
 	h.mu.Unlock()
 	if killed {
-		specR.Close()
-		resW.Close()
 		return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", Killed: true}
 	}
-	err = cmd.Start()
-	specR.Close()
-	resW.Close()
+	st, err := h.takeStub()
 	if err != nil {
 		return Reply{Exit: 126, Err: fmt.Sprintf("start exec stub: %v", err)}
 	}
+	if err := st.conn.Send(spec, stdio...); err != nil {
+		// A spare that died before it got its request: nothing of the command ran. Once more
+		// with a stub of its own.
+		st.stop()
+		if st, err = h.startStub(); err != nil {
+			return Reply{Exit: 126, Err: fmt.Sprintf("start exec stub: %v", err)}
+		}
+		if err := st.conn.Send(spec, stdio...); err != nil {
+			st.stop()
+			return Reply{Exit: 126, Err: fmt.Sprintf("exec stub: send request: %v", err)}
+		}
+	}
+	closeAll(stdio) // the stub has its copies; the command's readers must see its end
+	defer st.conn.Close()
 	h.mu.Lock()
-	j.proc = cmd.Process
+	j.proc = st.cmd.Process
 	killed = j.killed
 	h.mu.Unlock()
 	if killed {
-		h.signalStub(j, cmd.Process)
+		h.signalStub(j, st.cmd.Process)
 	}
-	// The stub reads the whole spec before anything else; if it died, the write fails and
-	// Wait says why.
-	_, _ = specW.Write(spec)
-	specW.Close()
-	out, _ := io.ReadAll(io.LimitReader(resR, 1<<20))
-	werr := cmd.Wait()
+	var res execResult
+	_, rerr := st.conn.Recv(&res, nil)
+	werr := st.cmd.Wait()
 	h.mu.Lock()
 	j.done = true
 	killed = j.killed
 	h.mu.Unlock()
 
-	var res execResult
-	if len(out) == 0 || json.Unmarshal(out, &res) != nil {
+	if rerr != nil {
 		if killed {
 			// Killed before it had started the command (or hung after).
 			return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", Killed: true}
@@ -222,6 +231,92 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 		return Reply{Exit: 126, Err: fmt.Sprintf("exec stub ended without a result: %v", werr)}
 	}
 	return Reply{Exit: res.Exit, Signal: res.Signal, TimedOut: res.TimedOut, Killed: res.Killed, LandlockABI: res.LandlockABI, Err: res.Err}
+}
+
+// startStub starts an exec stub, which readies itself and waits for its request.
+func (h *helper) startStub() (*stubProc, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ours := os.NewFile(uintptr(pair[0]), "stub")
+	theirs := os.NewFile(uintptr(pair[1]), "stub-request")
+	defer theirs.Close()
+	conn, err := NewConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(h.exe, ExecCommand)
+	cmd.Env = []string{}
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &stubProc{cmd: cmd, conn: conn}, nil
+}
+
+// stop kills a stub that has not been given a command, and reaps it.
+func (st *stubProc) stop() {
+	_ = st.cmd.Process.Kill()
+	_ = st.cmd.Wait()
+	st.conn.Close()
+}
+
+// takeStub returns the spare stub, or a new one when there is none, and has the next spare
+// started.
+func (h *helper) takeStub() (*stubProc, error) {
+	h.spareMu.Lock()
+	st := h.spare
+	h.spare = nil
+	h.refillLocked()
+	h.spareMu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	return h.startStub()
+}
+
+// refillLocked starts a spare in the background if there is none and none is being started.
+func (h *helper) refillLocked() {
+	if !h.spareOK || h.spare != nil || h.refilling {
+		return
+	}
+	h.refilling = true
+	go func() {
+		st, err := h.startStub()
+		h.spareMu.Lock()
+		h.refilling = false
+		if err == nil && h.spareOK && h.spare == nil {
+			h.spare, st = st, nil
+		}
+		h.spareMu.Unlock()
+		if st != nil {
+			st.stop()
+		}
+	}()
+}
+
+// allowSpares starts keeping a spare stub.
+func (h *helper) allowSpares() {
+	h.spareMu.Lock()
+	h.spareOK = true
+	h.refillLocked()
+	h.spareMu.Unlock()
+}
+
+// stopSpares kills the spare and starts no more.
+func (h *helper) stopSpares() {
+	h.spareMu.Lock()
+	st := h.spare
+	h.spare = nil
+	h.spareOK = false
+	h.spareMu.Unlock()
+	if st != nil {
+		st.stop()
+	}
 }
 
 // cloexecFrom marks every descriptor from fd up close-on-exec.

@@ -30,6 +30,10 @@ type HelperConfig struct {
 	Landlock Landlock `json:"landlock"`
 	// Rlimits are set in every exec stub before it starts its command.
 	Rlimits Rlimits `json:"rlimits"`
+	// WaitJoin says the backend moves the helper into the session's cgroups after the ready
+	// message: the helper starts no process before a request tells it that happened (Joined),
+	// so every process it starts is born inside.
+	WaitJoin bool `json:"wait_join,omitempty"`
 }
 
 // Landlock is the filesystem ruleset the exec stub applies to each command.
@@ -59,6 +63,8 @@ type Request struct {
 	Kill bool `json:"kill,omitempty"`
 	// FDs is the number of file descriptors sent with this request.
 	FDs int `json:"fds,omitempty"`
+	// Joined says the helper is in the session's cgroups now (see HelperConfig.WaitJoin).
+	Joined bool `json:"joined,omitempty"`
 }
 
 // Run is a command to run.
@@ -86,14 +92,16 @@ type Reply struct {
 	Err string `json:"err,omitempty"`
 }
 
-// execSpec is what the helper hands an exec stub on fd 3.
+// execSpec is the request the helper sends an exec stub on its socket (fd 3), with FDs (3)
+// descriptors: the command's stdin, stdout and stderr.
 type execSpec struct {
 	Run
 	Landlock Landlock `json:"landlock"`
 	Rlimits  Rlimits  `json:"rlimits"`
+	FDs      int      `json:"fds"`
 }
 
-// execResult is what an exec stub reports on fd 4 before it exits.
+// execResult is what an exec stub reports on its socket before it exits.
 type execResult struct {
 	Exit        int    `json:"exit"`
 	Signal      string `json:"signal,omitempty"`
