@@ -53,7 +53,8 @@ func cmdDemo(st *State, args []string) error {
 	w := st.Stdout
 	fmt.Fprintf(w, "keepup demo: a sample folder of receipts is at %s\n", folder)
 	fmt.Fprintln(w, "The model is SCRIPTED (no AI is called): it plays fixed turns from", scriptPath)
-	fmt.Fprintln(w, "Everything else is real: folder grants, policy, approvals (non-interactive: deny), journal and audit.")
+	fmt.Fprintln(w, "Everything else is real: folder grants, the sandbox its commands run in, policy, approvals")
+	fmt.Fprintln(w, "(non-interactive: deny), journal and audit.")
 	fmt.Fprintln(w)
 
 	t, err := runTask(st, runOptions{
@@ -172,7 +173,8 @@ func demoScript() map[string]any {
 	for _, r := range demoReceipts {
 		reads = append(reads, call("read_file", map[string]any{"path": r.file}))
 	}
-	reads = append(reads, call("read_file", map[string]any{"path": "receipts/card-statement.csv"}))
+	reads = append(reads, call("read_file", map[string]any{"path": "receipts/card-statement.csv"}),
+		call("bash", map[string]any{"command": "wc -l receipts/*"})) // runs in the session's sandbox
 	P, I, D, S := task.Pending, task.InProgress, task.Done, task.Skipped
 	return map[string]any{"turns": []any{
 		map[string]any{"text": "I'll plan the work first.", "tool_calls": []any{plan(I, P, P, P)}},
