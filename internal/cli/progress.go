@@ -19,9 +19,15 @@ type progress struct {
 	tty      bool
 	planRows int // rows of the checklist just printed, if nothing came after it
 	midText  bool
+	outLines map[string]int // output lines shown per tool call
 }
 
-func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
+// maxOutputLines is how much of a command's output the terminal shows.
+const maxOutputLines = 20
+
+func newProgress(w io.Writer, tty bool) *progress {
+	return &progress{w: w, tty: tty, outLines: map[string]int{}}
+}
 
 func (p *progress) printf(format string, args ...any) {
 	if p.midText {
@@ -84,6 +90,19 @@ func (p *progress) event(e event.Event) {
 			p.printf("  ✗ %s: %s\n", str("tool"), firstLine(msg))
 		case "denied":
 			p.printf("  ⛔ refused: %s (%s)\n", str("summary"), str("rule"))
+		}
+	case event.ToolOutput:
+		// Command output as it streams, indented under its action; long output is cut.
+		id := str("tool_call_id")
+		if p.outLines[id] >= maxOutputLines {
+			return
+		}
+		for _, line := range strings.Split(strings.TrimRight(str("chunk"), "\n"), "\n") {
+			if p.outLines[id]++; p.outLines[id] > maxOutputLines {
+				p.printf("    │ …\n")
+				break
+			}
+			p.printf("    │ %s\n", line)
 		}
 	case event.ModelRetry:
 		p.printf("  … model call failed (%s); retrying in %.1fs\n", firstLine(str("error")), toF(d["wait_ms"])/1000)
