@@ -1,0 +1,3 @@
+package extract
+
+func htmlText(data []byte) Result { return plainText(data) }

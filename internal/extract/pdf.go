@@ -1,0 +1,5 @@
+package extract
+
+import "errors"
+
+func pdfText(data []byte) (Result, error) { return Result{}, errors.New("pdf: not yet") }
