@@ -1,0 +1,216 @@
+package guard
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Indicators are the strings in a text that can steer data out: where it could go (URLs, hosts,
+// e-mail addresses) and what could authorise it (credential-looking strings). Extraction is
+// deliberately generous: a false indicator costs at most a confirmation, a missed one costs a
+// leak. All values are lower-cased except credentials, which are kept verbatim.
+type Indicators struct {
+	URLs        []string
+	Hosts       []string // from URLs, e-mail addresses and bare host names
+	Emails      []string
+	Credentials []string
+}
+
+var (
+	reURL   = regexp.MustCompile(`(?i)\b(?:https?|ftps?|wss?|sftp|ssh|git|rsync|smtp|imaps?)://[^\s"'<>\x60(){}\[\]\\^|]+`)
+	reEmail = regexp.MustCompile(`(?i)\b[a-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\b`)
+	reHost  = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\b`)
+	reIPv4  = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
+
+	// credentialPatterns are the shapes of API keys and tokens. The generic ones (long hex,
+	// long mixed base64) come last and are filtered by mixedToken.
+	credentialPatterns = []*regexp.Regexp{
+		regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-...)
+		regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                                   // AWS access key id
+		regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                                  // GitHub tokens
+		regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{20,}\b`),                                // GitHub fine-grained
+		regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack
+		regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`),                                       // Google API key
+		regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                                    // GitLab
+		regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), // JWT
+	}
+	reBearer  = regexp.MustCompile(`(?i)\b(?:bearer|token|basic)\s+([A-Za-z0-9._~+/=-]{16,})`)
+	reLongHex = regexp.MustCompile(`\b[0-9a-fA-F]{32,}\b`)
+	reLongB64 = regexp.MustCompile(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+)
+
+// notTLDs are endings that make a dotted word a file name rather than a host ("notes.txt").
+var notTLDs = setOf("txt", "md", "csv", "tsv", "doc", "docx", "pdf", "html", "htm", "json", "xml",
+	"yaml", "yml", "toml", "ini", "cfg", "conf", "log", "py", "go", "sh", "bash", "zsh", "js", "mjs",
+	"cjs", "ts", "tsx", "jsx", "rs", "c", "h", "cc", "cpp", "hpp", "java", "kt", "rb", "pl", "php",
+	"swift", "lock", "sum", "mod", "bak", "tmp", "old", "out", "svg", "css", "scss", "env", "exe",
+	"bin", "o", "so", "a", "db", "sqlite", "zip", "gz", "tgz", "tar", "bz2", "xz", "zst", "7z",
+	"png", "jpg", "jpeg", "gif", "webp", "bmp", "ico", "xls", "xlsx", "ppt", "pptx", "odt", "ods",
+	"rtf", "mp3", "mp4", "wav", "mov", "avi", "pem", "key", "crt", "pub", "ipynb", "sql", "dat",
+	"jar", "class", "whl", "egg", "deb", "rpm", "dmg", "iso", "img", "wasm", "map", "patch", "diff")
+
+// commonTLDs make a two-label dotted word a host ("evil.com"); with three labels or more any
+// ending that is not a file extension counts ("files.corp.internal").
+var commonTLDs = setOf("com", "net", "org", "io", "dev", "ai", "co", "app", "us", "uk", "de", "fr",
+	"info", "biz", "me", "xyz", "example", "test", "invalid", "localhost", "cloud", "site", "online",
+	"tech", "ru", "cn", "eu", "nl", "ch", "se", "no", "jp", "in", "br", "au", "ca", "es", "it", "pl",
+	"gov", "edu", "mil", "int", "top", "pw", "tk", "ml", "ga", "cf", "gq", "cc", "tv", "ly", "gg",
+	"to", "is", "at", "be", "dk", "fi", "ie", "nz", "sg", "hk", "kr", "tw", "onion", "zone", "live",
+	"link", "click", "store", "shop", "news", "page", "run", "sh", "ws", "su", "internal", "corp",
+	"lan", "local", "home", "email", "mail", "space", "fun", "pro", "website", "host", "ngrok")
+
+func setOf(xs ...string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// Extract returns the indicators in text.
+func Extract(text string) Indicators {
+	var in Indicators
+	seen := map[string]bool{}
+	add := func(list *[]string, kind, v string) {
+		if v == "" || seen[kind+v] {
+			return
+		}
+		seen[kind+v] = true
+		*list = append(*list, v)
+	}
+	for _, u := range reURL.FindAllString(text, -1) {
+		u = strings.TrimRight(u, ".,;:!?")
+		add(&in.URLs, "u", strings.ToLower(u))
+		if h := hostOfURL(u); h != "" {
+			add(&in.Hosts, "h", h)
+		}
+	}
+	for _, e := range reEmail.FindAllString(text, -1) {
+		e = strings.ToLower(e)
+		add(&in.Emails, "e", e)
+		add(&in.Hosts, "h", e[strings.LastIndexByte(e, '@')+1:])
+	}
+	for _, h := range reHost.FindAllString(text, -1) {
+		if h = strings.ToLower(h); looksLikeHost(h) {
+			add(&in.Hosts, "h", h)
+		}
+	}
+	for _, ip := range reIPv4.FindAllString(text, -1) {
+		if net.ParseIP(ip) != nil {
+			add(&in.Hosts, "h", ip)
+		}
+	}
+	for _, c := range credentials(text) {
+		add(&in.Credentials, "c", c)
+	}
+	return in
+}
+
+// credentials returns the credential-looking strings in text.
+func credentials(text string) []string {
+	var out []string
+	for _, re := range credentialPatterns {
+		out = append(out, re.FindAllString(text, -1)...)
+	}
+	for _, m := range reBearer.FindAllStringSubmatch(text, -1) {
+		out = append(out, m[1])
+	}
+	out = append(out, reLongHex.FindAllString(text, -1)...)
+	for _, m := range reLongB64.FindAllString(text, -1) {
+		if mixedToken(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// mixedToken reports whether a long base64-alphabet word looks like a random token rather than
+// a word or a path: it has upper case, lower case and digits, and is not a hex string (those
+// have their own pattern).
+func mixedToken(s string) bool {
+	var up, low, dig bool
+	for _, r := range s {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			up = true
+		case r >= 'a' && r <= 'z':
+			low = true
+		case r >= '0' && r <= '9':
+			dig = true
+		}
+	}
+	return up && low && dig
+}
+
+// looksLikeHost tells a dotted word that names a host from a file name or a version number.
+func looksLikeHost(h string) bool {
+	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+	if len(labels) < 2 {
+		return false
+	}
+	tld := labels[len(labels)-1]
+	if notTLDs[tld] {
+		return false
+	}
+	if strings.Trim(tld, "0123456789") == "" {
+		return false // 1.2.3 or an IP (handled apart)
+	}
+	return commonTLDs[tld] || len(labels) >= 3
+}
+
+// hostOfURL returns the canonical host of a URL ("" when it has none).
+func hostOfURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		// Fall back to the text between "://" and the next '/', '?' or '#'.
+		i := strings.Index(raw, "://")
+		if i < 0 {
+			return ""
+		}
+		rest := raw[i+3:]
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			rest = rest[:j]
+		}
+		if j := strings.LastIndexByte(rest, '@'); j >= 0 {
+			rest = rest[j+1:]
+		}
+		return CanonicalHost(rest)
+	}
+	return CanonicalHost(u.Hostname())
+}
+
+// CanonicalHost lower-cases a host, drops a port, brackets and the trailing dot.
+func CanonicalHost(h string) string {
+	h = strings.TrimSpace(h)
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+// mentions reports whether text (already lower-cased) names s (lower-cased) as a whole token:
+// not as part of a longer host name, word or e-mail address.
+func mentions(text, s string) bool {
+	if s == "" {
+		return false
+	}
+	for off := 0; ; {
+		i := strings.Index(text[off:], s)
+		if i < 0 {
+			return false
+		}
+		i += off
+		end := i + len(s)
+		if (i == 0 || !hostChar(text[i-1])) && (end == len(text) || !hostChar(text[end]) || (text[end] == '.' && (end+1 == len(text) || !hostChar(text[end+1])))) {
+			return true
+		}
+		off = i + 1
+	}
+}
+
+func hostChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '@'
+}
