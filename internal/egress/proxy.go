@@ -1,0 +1,443 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// serveConnect handles a CONNECT: refused, tunnelled, or terminated.
+func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id uint64) {
+	e := Entry{Kind: "connection", Conn: id, Method: http.MethodConnect, Host: req.Host, Decision: "deny"}
+	deny := func(status int, reason string) {
+		e.Status, e.Reason = status, reason
+		p.record(e)
+		writeRefusal(c, status, reason)
+	}
+	hostS, portS, err := net.SplitHostPort(req.Host)
+	if err != nil {
+		hostS, portS = req.Host, "443"
+	}
+	port, err := strconv.Atoi(portS)
+	if err != nil || port < 1 || port > 65535 {
+		deny(http.StatusBadRequest, ReasonInvalidHost)
+		return
+	}
+	e.Port = port
+	hk, err := canonicalHost(hostS)
+	if err != nil {
+		deny(http.StatusForbidden, ReasonInvalidHost)
+		return
+	}
+	e.Host = hk.String()
+	d := p.decideConn(hk, port, 443)
+	e.Rule = d.ruleText()
+	if !d.allow {
+		deny(d.status, d.reason)
+		return
+	}
+	var early []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		early = append([]byte(nil), b...)
+	}
+	if d.terminate {
+		e.Mode = "terminate"
+		if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+			return
+		}
+		cc := &countingConn{Conn: c, r: io.MultiReader(bytes.NewReader(early), c)}
+		p.terminate(cc, d, id)
+		e.Decision, e.Status = "allow", http.StatusOK
+		e.BytesUp, e.BytesDown = cc.in, cc.out
+		p.record(e)
+		return
+	}
+	e.Mode = "tunnel"
+	up, err := p.dialChecked(context.Background(), d)
+	if err != nil {
+		var de *denyError
+		if errors.As(err, &de) {
+			deny(de.status, de.reason)
+		} else {
+			deny(http.StatusBadGateway, ReasonUpstream)
+		}
+		return
+	}
+	defer up.Close()
+	e.Addr = up.RemoteAddr().String()
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	e.Decision, e.Status = "allow", http.StatusOK
+	if len(early) > 0 {
+		n, err := up.Write(early)
+		e.BytesUp += int64(n)
+		if err != nil {
+			p.record(e)
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	var upN int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		upN, _ = io.Copy(up, c)
+		closeWrite(up)
+	}()
+	downN, err := io.Copy(c, up)
+	if err != nil {
+		c.Close() // the other direction's read then ends too
+	} else {
+		closeWrite(c)
+	}
+	wg.Wait()
+	e.BytesUp += upN
+	e.BytesDown = downN
+	p.record(e)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// terminate serves the requests of a TLS-terminated CONNECT tunnel.
+func (p *Proxy) terminate(c net.Conn, d *connDecision, id uint64) {
+	cert, err := p.ca.leaf(d.host.String())
+	if err != nil {
+		return
+	}
+	tc := tls.Server(c, &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		NextProtos:   []string{"http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(15 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	lr := &headerLimitReader{r: tc}
+	br := bufio.NewReaderSize(lr, 16<<10)
+	for {
+		lr.n = maxHeaderBytes
+		tc.SetReadDeadline(time.Now().Add(idleTimeout))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		lr.n = -1
+		tc.SetReadDeadline(time.Time{})
+		if !p.exchange(tc, req, d, id, "terminate", "https") {
+			return
+		}
+	}
+}
+
+// serveForward handles an absolute-form http:// request; it reports whether the client
+// connection may carry another request.
+func (p *Proxy) serveForward(c net.Conn, req *http.Request, id uint64) bool {
+	e := Entry{Kind: "request", Conn: id, Mode: "forward", Method: req.Method, Host: req.URL.Host, Path: req.URL.EscapedPath(), Decision: "deny"}
+	deny := func(status int, reason string) bool {
+		e.Status, e.Reason = status, reason
+		p.record(e)
+		writeRefusal(c, status, reason)
+		return false
+	}
+	if req.URL.Scheme != "http" || req.URL.Host == "" {
+		return deny(http.StatusBadRequest, ReasonScheme)
+	}
+	if req.URL.User != nil {
+		return deny(http.StatusForbidden, ReasonUserinfo)
+	}
+	port := 80
+	if ps := req.URL.Port(); ps != "" {
+		n, err := strconv.Atoi(ps)
+		if err != nil || n < 1 || n > 65535 {
+			return deny(http.StatusBadRequest, ReasonInvalidHost)
+		}
+		port = n
+	}
+	hk, err := canonicalHost(req.URL.Hostname())
+	if err != nil {
+		return deny(http.StatusForbidden, ReasonInvalidHost)
+	}
+	// The token was for the proxy; it never goes further.
+	req.Header.Del("Proxy-Authorization")
+	return p.exchange(c, req, p.decideConn(hk, port, 80), id, "forward", "http")
+}
+
+// urlPath is a request path as request-level rules see it.
+type urlPath struct {
+	path      string // decoded
+	canonical bool   // safe to match prefixes against
+}
+
+func canonicalPath(u *url.URL) urlPath {
+	p := u.Path
+	esc := strings.ToLower(u.EscapedPath())
+	ok := strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "\\;") &&
+		!strings.Contains(esc, "%2f") && !strings.Contains(esc, "%5c")
+	if ok && p != "/" {
+		ok = path.Clean(p) == strings.TrimSuffix(p, "/")
+	}
+	return urlPath{path: p, canonical: ok}
+}
+
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// exchange checks one request to the host of d, forwards it and writes the response to w. It
+// reports whether the connection may carry another request.
+func (p *Proxy) exchange(w net.Conn, req *http.Request, d *connDecision, id uint64, mode, scheme string) bool {
+	e := Entry{Kind: "request", Conn: id, Mode: mode, Host: d.host.String(), Port: d.port, Method: req.Method, Path: req.URL.EscapedPath(), Decision: "deny", Rule: d.ruleText()}
+	deny := func(status int, reason string) bool {
+		e.Status, e.Reason = status, reason
+		p.record(e)
+		writeRefusal(w, status, reason)
+		return false
+	}
+	if !d.allow {
+		return deny(d.status, d.reason)
+	}
+	ok, r := p.decideRequest(d, req.Method, canonicalPath(req.URL))
+	if r != nil {
+		e.Rule = r.text
+	}
+	if !ok {
+		if r != nil {
+			return deny(http.StatusForbidden, ReasonDeniedByRule)
+		}
+		return deny(http.StatusForbidden, ReasonRequestNotAllowed)
+	}
+	hostport := d.host.String()
+	if d.host.ip.Is6() {
+		hostport = "[" + hostport + "]"
+	}
+	if d.port != d.defPort {
+		hostport += ":" + strconv.Itoa(d.port)
+	}
+	out := req.Clone(context.Background())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host, out.URL.User, out.Host = scheme, hostport, nil, ""
+	removeHopHeaders(out.Header)
+	if d.cred != nil {
+		if where := d.cred.pin(out.Header, out.URL); where != "" {
+			e.Reason = ReasonForeignCredential + " (" + where + ")"
+			e.Status = http.StatusForbidden
+			p.record(e)
+			writeRefusal(w, http.StatusForbidden, ReasonForeignCredential)
+			return false
+		}
+	}
+	out.Header.Del("Proxy-Authorization")
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // don't add Go's
+	}
+	if req.ContentLength > p.maxBody {
+		return deny(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge)
+	}
+	var body *capReader
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &capReader{r: req.Body, max: p.maxBody}
+		out.Body = body
+	}
+	if strings.EqualFold(out.Header.Get("Expect"), "100-continue") {
+		out.Header.Del("Expect")
+		io.WriteString(w, "HTTP/1.1 100 Continue\r\n\r\n")
+	}
+	ctx := context.WithValue(context.Background(), decisionKey{}, d)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+		e.Addr = ci.Conn.RemoteAddr().String()
+	}})
+	out = out.WithContext(ctx)
+	resp, err := p.tr.RoundTrip(out)
+	if body != nil {
+		e.BytesUp = body.n
+	}
+	if err != nil {
+		var de *denyError
+		switch {
+		case body != nil && body.over:
+			return deny(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge)
+		case errors.As(err, &de):
+			return deny(de.status, de.reason)
+		default:
+			return deny(http.StatusBadGateway, ReasonUpstream)
+		}
+	}
+	defer resp.Body.Close()
+	e.Decision, e.Reason, e.Status = "allow", "", resp.StatusCode
+	n, keep, werr := writeResponse(w, req, resp)
+	if body != nil {
+		e.BytesUp = body.n
+	}
+	e.BytesDown = n
+	p.record(e)
+	if werr != nil || !keep || req.Close {
+		return false
+	}
+	// Discard what the upstream did not read of the body before the next request.
+	if req.Body != nil {
+		if _, err := io.CopyN(io.Discard, req.Body, 256<<10); err != io.EOF {
+			return false
+		}
+	}
+	return true
+}
+
+// capReader counts a request body and fails it beyond max bytes.
+type capReader struct {
+	r    io.ReadCloser
+	max  int64
+	n    int64
+	over bool
+}
+
+var errBodyTooLarge = errors.New("egress: request body too large")
+
+func (c *capReader) Read(b []byte) (int, error) {
+	if c.n >= c.max {
+		// Probe one byte: a body of exactly max bytes is fine.
+		var one [1]byte
+		n, err := c.r.Read(one[:])
+		if n > 0 {
+			c.over = true
+			return 0, errBodyTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(b)) > c.max-c.n {
+		b = b[:c.max-c.n]
+	}
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *capReader) Close() error { return nil } // the client connection owns the body
+
+// writeResponse writes resp to w as HTTP/1.1, streaming the body; it returns the body bytes
+// written and whether the connection can stay open.
+func writeResponse(w io.Writer, req *http.Request, resp *http.Response) (int64, bool, error) {
+	bw := bufio.NewWriterSize(w, 16<<10)
+	h := resp.Header.Clone()
+	removeHopHeaders(h)
+	noBody := req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
+		resp.StatusCode == http.StatusNotModified || (resp.StatusCode >= 100 && resp.StatusCode < 200)
+	chunked, keep := false, true
+	switch {
+	case noBody:
+		if resp.ContentLength >= 0 && h.Get("Content-Length") == "" && req.Method == http.MethodHead {
+			h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+	case resp.ContentLength >= 0:
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	case req.ProtoAtLeast(1, 1):
+		h.Del("Content-Length")
+		h.Set("Transfer-Encoding", "chunked")
+		chunked = true
+	default:
+		h.Del("Content-Length")
+		keep = false
+	}
+	if !keep || req.Close {
+		h.Set("Connection", "close")
+	}
+	text := resp.Status
+	if text == "" || !strings.HasPrefix(text, strconv.Itoa(resp.StatusCode)) {
+		text = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	}
+	bw.WriteString("HTTP/1.1 " + text + "\r\n")
+	h.Write(bw)
+	bw.WriteString("\r\n")
+	if noBody {
+		return 0, keep, bw.Flush()
+	}
+	var n int64
+	buf := make([]byte, 32<<10)
+	for {
+		m, rerr := resp.Body.Read(buf)
+		if m > 0 {
+			if chunked {
+				bw.WriteString(strconv.FormatInt(int64(m), 16) + "\r\n")
+			}
+			bw.Write(buf[:m])
+			if chunked {
+				bw.WriteString("\r\n")
+			}
+			n += int64(m)
+			if err := bw.Flush(); err != nil {
+				return n, false, err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			bw.Flush()
+			return n, false, rerr
+		}
+	}
+	if chunked {
+		bw.WriteString("0\r\n\r\n")
+	}
+	return n, keep, bw.Flush()
+}
+
+// countingConn counts bytes through a connection; r, if set, replaces reads (early bytes).
+type countingConn struct {
+	net.Conn
+	r       io.Reader
+	in, out int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	var n int
+	var err error
+	if c.r != nil {
+		n, err = c.r.Read(b)
+	} else {
+		n, err = c.Conn.Read(b)
+	}
+	c.in += int64(n)
+	return n, err
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.out += int64(n)
+	return n, err
+}
