@@ -94,11 +94,16 @@ func cleanStale(base string, reg *registry, cgroupDirs []string) {
 			lock.Close() // live session
 			continue
 		}
-		// The session's cgroups are named after its folder; its processes are gone.
+		// The session's cgroups are named after its folder. What is still in them (a sandbox
+		// still dying with its keepup) is killed; a cgroup that cannot be removed keeps the
+		// folder, so the next New tries again.
+		var errs []error
 		for _, parent := range cgroupDirs {
-			_ = unix.Rmdir(filepath.Join(parent, "keepup-"+e.Name()))
+			errs = append(errs, (&cgroup{dir: filepath.Join(parent, "keepup-"+e.Name())}).destroy())
 		}
-		os.RemoveAll(dir)
+		if errors.Join(errs...) == nil {
+			os.RemoveAll(dir)
+		}
 		_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 		lock.Close()
 	}
