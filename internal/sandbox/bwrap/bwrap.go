@@ -84,6 +84,9 @@ var _ sandbox.Backend = (*Backend)(nil)
 
 // New checks that bubblewrap can run a sandbox here (it is installed and can create a user
 // namespace) and returns the backend. Errors wrap sandbox.ErrUnavailable and carry the remedy.
+// A bwrap that passed is recorded in Config.StateDir and not run again by the next New while
+// it, the boot and the user namespace sysctls are the same; should it fail later all the same,
+// Start says why, with the same remedy.
 func New(cfg Config) (*Backend, error) {
 	if cfg.Exe == "" {
 		return nil, errors.New("bwrap: Config.Exe is required (the keepup executable run inside the sandbox)")
@@ -112,16 +115,9 @@ func New(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	feat, err := probeFeatures(path)
-	if err != nil {
-		return nil, err
-	}
 	prog, err := seccomp.Program()
 	if err != nil {
 		return nil, fmt.Errorf("%w: seccomp filter: %v", sandbox.ErrUnavailable, err)
-	}
-	if err := probeUserNS(context.Background(), path, feat); err != nil {
-		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("bwrap: Config.StateDir: %w", err)
@@ -129,6 +125,20 @@ func New(cfg Config) (*Backend, error) {
 	// Another user must not own (or have planted a symlink at) the folder sessions' state goes in.
 	if fi, err := os.Lstat(cfg.StateDir); err != nil || !fi.IsDir() || fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
 		return nil, fmt.Errorf("bwrap: Config.StateDir %s is not a folder of this user's", cfg.StateDir)
+	}
+	// The checks that run bwrap are done once per bwrap and boot (see probeFile).
+	key, keyOK := currentProbeKey(path)
+	feat, cached := loadProbe(cfg.StateDir, key)
+	if !keyOK || !cached {
+		if feat, err = probeFeatures(path); err != nil {
+			return nil, err
+		}
+		if err := probeUserNS(context.Background(), path, feat); err != nil {
+			return nil, err
+		}
+		if keyOK {
+			saveProbe(cfg.StateDir, key, feat)
+		}
 	}
 	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{},
 		reg: &registry{dir: filepath.Join(cfg.StateDir, registryDir)}}
