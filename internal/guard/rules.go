@@ -360,9 +360,11 @@ func verdictOf(fs []Finding, ctxSources []string) Verdict {
 	if len(fs) == 0 {
 		return Verdict{Decision: policy.Allow}
 	}
+	// The strictest finding decides; among equally strict ones, the most specific rule (the
+	// one whose reason says most about this call): R5, R4, R2, R3, R6, R1, classifier.
 	best := 0
 	for i, f := range fs {
-		if rank(f.Decision) > rank(fs[best].Decision) {
+		if rank(f.Decision) > rank(fs[best].Decision) || (rank(f.Decision) == rank(fs[best].Decision) && specificity(f.Rule) > specificity(fs[best].Rule)) {
 			best = i
 		}
 	}
@@ -371,6 +373,24 @@ func verdictOf(fs []Finding, ctxSources []string) Verdict {
 		v.Sources = ctxSources
 	}
 	return v
+}
+
+func specificity(rule string) int {
+	switch rule {
+	case R5:
+		return 6
+	case R4:
+		return 5
+	case R2:
+		return 4
+	case R3:
+		return 3
+	case R6:
+		return 2
+	case R1:
+		return 1
+	}
+	return 0
 }
 
 // deriveEgress builds an Egress from the action's ops when the caller gave none.
