@@ -42,6 +42,9 @@ type Assessment struct {
 // Assess scores text from source. It never returns an error: a failure is in Assessment.Err
 // (and flags the content only with FailFlag).
 func (c *Classifier) Assess(ctx context.Context, source, text string) Assessment {
+	if c == nil {
+		return Assessment{Err: "classifier: none configured"}
+	}
 	score, err := c.score(ctx, source, text)
 	if err != nil {
 		return Assessment{Flagged: c.FailFlag, Err: err.Error()}
