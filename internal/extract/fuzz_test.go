@@ -1,0 +1,49 @@
+package extract
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func checkResult(t *testing.T, r Result) {
+	if !utf8.ValidString(r.Text) {
+		t.Fatalf("invalid UTF-8 in output")
+	}
+	if strings.ContainsRune(r.Text, 0) {
+		t.Fatalf("NUL in output")
+	}
+	if len(r.Text) > MaxOutput+200 {
+		t.Fatalf("output %d bytes over the cap", len(r.Text))
+	}
+}
+
+func FuzzDocx(f *testing.F) {
+	f.Add(makeDocx(f, para(run("Visible", ""), run(coworkInstruction, `<w:color w:val="FFFFFF"/><w:sz w:val="2"/>`)), nil))
+	f.Add(makeDocx(f, `<w:tbl><w:tr><w:tc><w:p><w:r><w:t>x</w:t></w:r></w:p></w:tc></w:tr></w:tbl>`, map[string]string{"word/comments.xml": `<w:comments ` + docxNS + `><w:comment w:author="a"><w:p><w:r><w:t>c</w:t></w:r></w:p></w:comment></w:comments>`}))
+	f.Add([]byte("PK\x03\x04garbage"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, _ := Text("f.docx", data)
+		checkResult(t, r)
+	})
+}
+
+func FuzzHTML(f *testing.F) {
+	f.Add([]byte(`<html><body><p>a <span style="color:#fff">b</span><!-- c --><input type=hidden value=d></p><table><tr><td>e</td></tr></table></body></html>`))
+	f.Add([]byte(`<style>.x{display:none}</style><div class=x>y</div><a href="u">z</a><pre> p </pre>`))
+	f.Add([]byte("<ul><li>\x00\xff</ul"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, _ := Text("f.html", data)
+		checkResult(t, r)
+	})
+}
+
+func FuzzPDF(f *testing.F) {
+	f.Add(makePDF(f, false, "BT /F1 12 Tf 72 720 Td (Hello) Tj 3 Tr (hidden) Tj ET"))
+	f.Add(makePDF(f, true, "BT /F1 1 Tf 1 1 1 rg [(a) -300 (b)] TJ T* (c) ' ET"))
+	f.Add(makePDFRaw("<< /Length 5 /Filter /FlateDecode >>\nstream\nxxxxx\nendstream"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, _ := Text("f.pdf", data)
+		checkResult(t, r)
+	})
+}
