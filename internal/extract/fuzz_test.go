@@ -47,3 +47,17 @@ func FuzzPDF(f *testing.F) {
 		checkResult(t, r)
 	})
 }
+
+func TestCaps(t *testing.T) {
+	r, err := Text("big.txt", []byte(strings.Repeat("é", MaxOutput)))
+	if err != nil || !r.Truncated || len(r.Text) > MaxOutput || !utf8.ValidString(r.Text) {
+		t.Fatalf("big txt: Truncated=%v len=%d err=%v", r.Truncated, len(r.Text), err)
+	}
+	r, err = Text("big.html", []byte("<p>"+strings.Repeat("word ", MaxOutput/4)+"</p>"))
+	if err != nil || !r.Truncated || !strings.HasSuffix(r.Text, "[extract: output truncated at 8 MiB]") {
+		t.Fatalf("big html: Truncated=%v err=%v", r.Truncated, err)
+	}
+	if _, err := Text("huge.txt", make([]byte, MaxInput+1)); err == nil || !strings.Contains(err.Error(), "huge.txt") {
+		t.Fatalf("huge: %v", err)
+	}
+}
