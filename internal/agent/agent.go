@@ -46,6 +46,9 @@ type ApprovalRequest struct {
 	Targets    []policy.Target
 	Rule       string
 	Provenance guard.Label
+	// Guard is the injection guard's explanation when one of its rules asked (R1–R6), shown
+	// with the action: which rule, why, and the content that led to it.
+	Guard string
 }
 
 // Person answers approvals and questions. The CLI asks on the terminal; the daemon (later) puts
@@ -91,6 +94,11 @@ type Config struct {
 	KeepMessages  int
 	// MaxTokensPerTurn is the output cap of one model call (default 8192).
 	MaxTokensPerTurn int
+	// Guard configures the injection rules (R1–R6) checked before policy; the zero value is
+	// guard.DefaultConfig(). Headless says nobody can answer a confirmation (approvals deny):
+	// R2 then denies outright.
+	Guard    *guard.Config
+	Headless bool
 	// AuditModelContent records the text of model turns in the audit (off by default).
 	AuditModelContent bool
 	// OnEvent receives every event after it is committed to the journal.

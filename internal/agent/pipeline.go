@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -135,10 +136,12 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 		return refuse("make a plan first: call update_plan with the subtasks before changing anything", false)
 	}
 
-	d := r.cfg.Decide(call.Action)
-	// "Yes for this task" covers later calls of the same effect, but never a protected path:
-	// each of those is asked.
-	if d.Verdict == policy.Ask && r.approvedForTask[d.Effect] && d.Effect != "" && !touchesProtected(call.Action) {
+	// The guard (provenance and sinks) first, then policy; the stricter wins.
+	gv := r.rules.Check(r.gctx, call.Action, egressOf(use.Name, input))
+	d := gv.Apply(r.cfg.Decide(call.Action))
+	// "Yes for this task" covers later calls of the same effect, but never a protected path
+	// and never a guard rule: those are confirmed per call and per destination.
+	if d.Verdict == policy.Ask && r.approvedForTask[d.Effect] && d.Effect != "" && !touchesProtected(call.Action) && d.By != policy.ByGuard {
 		d = policy.Decision{Verdict: policy.Allow, Effect: d.Effect, Rule: "approved-for-task", By: policy.ByUser}
 	}
 	if d.Verdict == policy.Ask {
@@ -146,7 +149,7 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 			return err
 		}
 		b = &store.Batch{}
-		d, err = r.approve(ctx, use, call, d)
+		d, err = r.approve(ctx, use, call, d, gv)
 		if err != nil {
 			return err
 		}
@@ -154,7 +157,7 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 	p.decision = d
 	r.addEvent(b, event.PolicyDecision, map[string]any{
 		"tool_call_id": use.ID, "effect": d.Effect, "decision": d.Verdict, "rule": d.Rule, "by": d.By, "reason": d.Reason,
-		"summary": call.Action.Summary, "provenance": r.label,
+		"summary": call.Action.Summary, "provenance": r.gctx.Label(), "guard": guardFindings(gv),
 	})
 	if d.Verdict != policy.Allow {
 		msg := fmt.Sprintf("not done: %s was denied (%s", call.Action.Summary, d.Rule)
@@ -207,8 +210,20 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 		status = store.CallError
 	}
 	content := res.Content
-	if res.Untrusted && len(res.Sources) > 0 {
-		r.label = guard.Join(r.label, guard.From(res.Sources...))
+	if res.Untrusted {
+		// Untrusted content taints the context and reaches the model only wrapped: marked
+		// with the session's datamark, invisible characters made visible.
+		source := strings.Join(res.Sources, ", ")
+		if source == "" {
+			source = use.Name
+		}
+		r.gctx.AddUntrusted(source, res.Content)
+		for _, op := range p.call.Action.Ops {
+			if op.Effect == policy.EffectRead && op.Target != nil && !res.IsError {
+				r.gctx.AddFileRead(op.Target.Grant+"/"+op.Target.Rel, []byte(res.Content))
+			}
+		}
+		content = guard.Present(r.datamark, source, res.Content)
 	}
 	for _, op := range p.call.Action.Ops {
 		if op.Target == nil || res.IsError {
@@ -241,11 +256,14 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 }
 
 // approve asks a person about one call and records the request and the answer.
-func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, d policy.Decision) (policy.Decision, error) {
+func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, d policy.Decision, gv guard.Verdict) (policy.Decision, error) {
 	r.approvalN++
 	req := ApprovalRequest{
 		ID: fmt.Sprintf("%s-a%d", r.t.ID, r.approvalN), Task: r.t.ID, CallID: use.ID, Tool: use.Name,
-		Effect: d.Effect, Summary: call.Action.Summary, Rule: d.Rule, Provenance: r.label,
+		Effect: d.Effect, Summary: call.Action.Summary, Rule: d.Rule, Provenance: r.gctx.Label(),
+	}
+	if d.By == policy.ByGuard {
+		req.Guard = gv.Prompt()
 	}
 	for _, op := range call.Action.Ops {
 		if op.Target != nil {
@@ -257,10 +275,10 @@ func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, 
 		return d, err
 	}
 	ap := store.Approval{ID: req.ID, Task: r.t.ID, CallID: use.ID, Tool: use.Name, Effect: string(d.Effect),
-		Summary: call.Action.Summary, Provenance: provenanceText(r.label), Status: store.ApprovalPending, CreatedAt: r.cfg.Now()}
+		Summary: call.Action.Summary, Provenance: provenanceText(r.gctx.Label()), Status: store.ApprovalPending, CreatedAt: r.cfg.Now()}
 	b := &store.Batch{Approvals: []store.Approval{ap}}
 	r.addEvent(b, event.ApprovalRequested, map[string]any{"approval_id": req.ID, "tool_call_id": use.ID, "tool": use.Name,
-		"effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule, "targets": req.Targets, "provenance": r.label})
+		"effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule, "targets": req.Targets, "provenance": r.gctx.Label(), "guard": req.Guard})
 	r.addAudit(b, "approval.requested", map[string]any{"approval_id": req.ID, "call_id": use.ID, "effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule})
 	if err := r.commit(ctx, b); err != nil {
 		return d, err
@@ -395,4 +413,31 @@ func clip(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + fmt.Sprintf("… [%d more bytes]", len(s)-cut)
+}
+
+// egressOf describes what a call would send out, for the guard: a web fetch's URL, a command
+// line's destinations. Commands run with no network today (the sandbox has none), so a bash
+// command sends nothing by itself.
+func egressOf(tool string, input []byte) *guard.Egress {
+	var in struct {
+		URL     string `json:"url"`
+		Command string `json:"command"`
+	}
+	_ = json.Unmarshal(input, &in)
+	switch {
+	case tool == "web_fetch" && in.URL != "":
+		return guard.FetchEgress(in.URL)
+	case tool == "bash" && in.Command != "":
+		return guard.CommandEgress(in.Command, false)
+	}
+	return nil
+}
+
+// guardFindings is what a policy.decision event records of the guard: nothing when no rule
+// fired.
+func guardFindings(v guard.Verdict) any {
+	if !v.Fired() {
+		return nil
+	}
+	return v
 }

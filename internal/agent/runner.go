@@ -31,7 +31,9 @@ type Runner struct {
 	seq int64      // last event seq, under mu
 
 	msgs      []model.Message
-	label     guard.Label
+	gctx      *guard.Context // what the conversation holds, for provenance and the guard
+	rules     *guard.Rules
+	datamark  string // wraps untrusted content for the model
 	errStreak int
 	started   bool
 
@@ -53,11 +55,21 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{
 		cfg:             cfg,
 		t:               cfg.Task,
-		label:           guard.User(),
+		gctx:            guard.NewContext(),
+		datamark:        guard.NewDatamark(),
 		filesRead:       map[string]bool{},
 		filesWritten:    map[string]bool{},
 		approvedForTask: map[policy.Effect]bool{},
 	}
+	gcfg := guard.DefaultConfig()
+	if cfg.Guard != nil {
+		gcfg = *cfg.Guard
+	}
+	if cfg.Headless {
+		gcfg.Mode = guard.Headless
+	}
+	r.rules = guard.NewRules(gcfg)
+	r.gctx.AddTrusted("user", cfg.Task.Prompt)
 	rc := cfg.Retry
 	user := rc.OnRetry
 	rc.OnRetry = func(attempt int, err error, wait time.Duration) {
@@ -183,7 +195,7 @@ func (r *Runner) checkBudgets(ctx context.Context, turn int) error {
 // model.text and a model.call audit entry.
 func (r *Runner) call(ctx context.Context, turn int, purpose model.Purpose) (*model.Response, error) {
 	req := model.Request{
-		System:    systemPrompt(r.cfg.Session, purpose),
+		System:    systemPrompt(r.cfg.Session, purpose, r.datamark),
 		Messages:  r.msgs,
 		Tools:     r.cfg.Tools.Specs(),
 		MaxTokens: r.cfg.MaxTokensPerTurn,

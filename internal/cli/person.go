@@ -30,6 +30,9 @@ func (p *terminalPerson) Approve(ctx context.Context, req agent.ApprovalRequest)
 	for _, t := range req.Targets {
 		fmt.Fprintf(p.out, "  path %s\n", t.Virtual)
 	}
+	if req.Guard != "" {
+		fmt.Fprintf(p.out, "  %s\n", strings.ReplaceAll(req.Guard, "\n", "\n  "))
+	}
 	if src := req.Provenance.UntrustedSources(); len(src) > 0 {
 		fmt.Fprintf(p.out, "  this action follows content from files: %s\n", strings.Join(src, ", "))
 	} else {

@@ -211,6 +211,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		Person:            person,
 		Session:           sess,
 		Sandbox:           sb,
+		Headless:          mode == policy.ModeDeny,
 		Task:              t,
 		Budgets:           agent.Budgets{MaxTurns: o.maxTurns},
 		ContextWindow:     window,

@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 
+	"github.com/keepup/keepup/internal/extract"
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/policy"
 )
@@ -83,7 +86,21 @@ func (ReadFile) Prepare(ctx context.Context, env *Env, input json.RawMessage) (*
 				return failed(err)
 			}
 			defer f.Close()
-			content, isErr, err := readLines(f, fi.Size(), offset, in.Limit, MaxReadBytes)
+			var src io.Reader = f
+			size := fi.Size()
+			if extract.Extracted(p.Rel) {
+				// Documents are read as their text, hidden text marked as such.
+				data, err := io.ReadAll(io.LimitReader(f, extract.MaxInput+1))
+				if err != nil {
+					return failed(fmt.Errorf("%s: read: %v", p.Virtual(), err))
+				}
+				doc, err := extract.Text(path.Base(p.Rel), data)
+				if err != nil {
+					return failed(Refusef("%s: %v", p.Virtual(), err))
+				}
+				src, size = strings.NewReader(doc.Text), int64(len(doc.Text))
+			}
+			content, isErr, err := readLines(src, size, offset, in.Limit, MaxReadBytes)
 			if err != nil {
 				return failed(fmt.Errorf("%s: read: %v", p.Virtual(), err))
 			}
