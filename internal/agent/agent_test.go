@@ -548,3 +548,46 @@ func TestYesForTaskNeverCoversProtectedPaths(t *testing.T) {
 		t.Errorf("asked %+v; want the overwrite of a.txt and then .bashrc", b.person.asked)
 	}
 }
+
+// TestGuardRulesAndPresentation: once the context holds file content, self-modification is
+// denied by the guard (R5) whatever policy says, and untrusted content reaches the model only
+// inside the session's datamark.
+func TestGuardRulesAndPresentation(t *testing.T) {
+	t.Parallel()
+	b, cfg := setup(t, `{"turns": [`+planTurn+`,
+		{"tool_calls": [{"name": "write_file", "input": {"path": ".bashrc", "content": "before taint"}}]},
+		{"tool_calls": [{"name": "read_file", "input": {"path": "notes.txt"}}]},
+		{"tool_calls": [{"name": "write_file", "input": {"path": ".bashrc", "content": "after taint"}}]},
+		{"text": "done"}]}`)
+	b.person.answers = []Answer{AnswerYes, AnswerYes}
+	run(t, cfg)
+	got, _ := os.ReadFile(filepath.Join(b.dir, ".bashrc"))
+	if string(got) != "before taint" {
+		t.Errorf(".bashrc = %q: the write after reading a file must be denied by R5", got)
+	}
+	if len(b.person.asked) != 1 {
+		t.Errorf("asked %d times; want 1 (the first write; R5 denies the second without asking)", len(b.person.asked))
+	}
+	var r5 map[string]any
+	for _, d := range b.ofType(event.PolicyDecision) {
+		if d["rule"] == "R5" {
+			r5 = d
+		}
+	}
+	if r5 == nil || r5["by"] != "guard" || r5["decision"] != "deny" {
+		t.Fatalf("no guard R5 denial: %v", b.ofType(event.PolicyDecision))
+	}
+	// The read's result was wrapped with a datamark the system prompt announces.
+	var wrapped bool
+	for _, req := range b.prov.reqs {
+		last := req.Messages[len(req.Messages)-1]
+		for _, bl := range last.Content {
+			if bl.Type == model.BlockToolResult && strings.Contains(bl.Content, "hello") {
+				wrapped = strings.Contains(bl.Content, "<untrusted-km") && strings.Contains(req.System, "<untrusted-km")
+			}
+		}
+	}
+	if !wrapped {
+		t.Error("file content reached the model without the datamark")
+	}
+}
