@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -274,10 +275,38 @@ func (p *v1Parent) create(name string, l sandbox.Limits) (*v1Cgroup, error) {
 // join moves the process pid (the sandbox's helper, before it runs anything) into the
 // folders; everything it starts afterwards is born in them.
 func (c *v1Cgroup) join(pid int) error {
-	for _, dir := range c.dirs {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("move process %d into %s: %w", pid, dir, err)
+	// One hierarchy at a time would add up their (slow) moves: all at once.
+	errs := make([]error, len(c.dirs))
+	var wg sync.WaitGroup
+	for i, dir := range c.dirs {
+		wg.Go(func() {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+				errs[i] = fmt.Errorf("move process %d into %s: %w", pid, dir, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// holds checks that process pid is in every folder of c (/proc/PID/cgroup).
+func (c *v1Cgroup) holds(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		for _, dir := range c.dirs {
+			if len(parts) == 3 && parts[1] != "" && strings.HasSuffix(parts[2], "/"+filepath.Base(dir)) {
+				n++
+				break
+			}
 		}
+	}
+	if n < len(c.dirs) {
+		return fmt.Errorf("process %d is in %d of the session's %d cgroups", pid, n, len(c.dirs))
 	}
 	return nil
 }

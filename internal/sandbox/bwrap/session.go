@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -129,9 +130,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	hc := inside.HelperConfig{
 		Landlock: inside.Landlock{RO: []string{"/"}, RW: []string{"/tmp", Home}, Dev: []string{"/dev"}},
 		Rlimits:  rl,
-		// The helper is moved into the v1 cgroups once it is ready: it must not start its
-		// spare exec stub before.
-		WaitJoin: s.v1 != nil,
 	}
 	l, err := b.buildLayout(&spec, s.state.dir, "")
 	if l != nil {
@@ -172,6 +170,20 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if l.files[1], err = sealedFile("keepup-seccomp", b.seccomp); err != nil {
 		return nil, fmt.Errorf("bwrap: seccomp program: %w", err)
 	}
+	// cgroup v1 has no way to start a process inside a cgroup, and moving one is slow (a pids
+	// cgroup move can take over 10 ms): bwrap's sandbox process waits on a pipe (--block-fd)
+	// once the sandbox is set up, and is moved while bwrap sets it up. Everything it starts
+	// after, the helper first, is born inside.
+	var blockW *os.File
+	if s.v1 != nil {
+		blockR, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("bwrap: %w", err)
+		}
+		blockW = w
+		defer blockW.Close() // on failure: bwrap goes on, and its helper finds the socket closed
+		l.args = append([]string{"--block-fd", l.addFile(blockR)}, l.args...)
+	}
 
 	cmd := exec.Command(b.bwrap, l.args...)
 	cmd.Env = []string{} // bwrap itself needs nothing from keepup's environment
@@ -204,6 +216,18 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	}
 	l.closeFiles() // bwrap has its copies
 	l.files = nil
+	if s.v1 != nil {
+		child, err := sandboxChild(cmd.Process.Pid, s.exited)
+		if err != nil {
+			return nil, fmt.Errorf("bwrap: cgroup v1: %w (%s)", err, strings.TrimSpace(s.stderr.String()))
+		}
+		if err := s.v1.join(child); err != nil {
+			return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
+		}
+		if _, err := blockW.Write([]byte{1}); err != nil {
+			return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
+		}
+	}
 
 	ready := make(chan inside.Reply, 1)
 	go s.readLoop(ready)
@@ -215,16 +239,13 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		}
 		s.landlockABI = r.LandlockABI
 		if s.v1 != nil {
-			// The idle helper has run nothing yet: move it, and every command it starts is
-			// born inside. Its pid on the host came with the ready message's credentials.
+			// The helper was born in the cgroups (see --block-fd above): check. Its pid on the
+			// host came with the ready message's credentials.
 			if s.conn.PeerPID <= 0 {
 				return nil, errors.New("bwrap: cgroup v1: the helper's pid is unknown")
 			}
-			if err := s.v1.join(s.conn.PeerPID); err != nil {
+			if err := s.v1.holds(s.conn.PeerPID); err != nil {
 				return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
-			}
-			if err := s.conn.Send(inside.Request{Joined: true}); err != nil {
-				return nil, fmt.Errorf("bwrap: control socket: %w", err)
 			}
 		}
 	case <-s.exited:
@@ -233,6 +254,59 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		return nil, fmt.Errorf("bwrap: waiting for the sandbox to start: %w", ctx.Err())
 	}
 	return s, nil
+}
+
+// sandboxChild waits for bwrap (pid) to start its sandbox process and returns its pid.
+func sandboxChild(pid int, exited <-chan struct{}) (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if kids := childrenOf(pid); len(kids) == 1 {
+			return kids[0], nil
+		} else if len(kids) > 1 {
+			return 0, fmt.Errorf("bwrap started %d processes, want 1", len(kids))
+		}
+		select {
+		case <-exited:
+			return 0, errors.New("bwrap exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return 0, errors.New("bwrap did not start its sandbox")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// childrenOf lists pid's children: from /proc/PID/task/PID/children, else by their parent
+// pid in /proc (kernels without CONFIG_PROC_CHILDREN).
+func childrenOf(pid int) []int {
+	var kids []int
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, k)
+			}
+		}
+		return kids
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		i := strings.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(st[i+1:]); len(f) >= 2 && f[1] == strconv.Itoa(pid) {
+			if k, err := strconv.Atoi(e.Name()); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
 }
 
 // startError says why bwrap exited before the helper was ready.

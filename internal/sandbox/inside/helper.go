@@ -44,7 +44,7 @@ type helper struct {
 	// being started) starts its own.
 	spareMu   sync.Mutex
 	spare     *stubProc
-	spareOK   bool // spares may be started (the helper is in its cgroups; not closing)
+	spareOK   bool // spares may be started (not closing)
 	refilling bool
 }
 
@@ -89,9 +89,7 @@ func helperMain(args []string) error {
 	h := &helper{conn: conn, cfg: cfg, exe: exe, jobs: map[uint64]*job{}}
 	// The spare, and with it every stub, goes when the helper does.
 	defer h.stopSpares()
-	if !cfg.WaitJoin {
-		h.allowSpares()
-	}
+	h.allowSpares()
 	// With credentials: they tell the backend the helper's pid on the host.
 	if err := conn.SendCred(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
 		return err
@@ -125,9 +123,6 @@ func helperMain(args []string) error {
 		case req.Kill:
 			closeAll(files)
 			h.kill(req.ID)
-		case req.Joined:
-			closeAll(files)
-			h.allowSpares()
 		default:
 			closeAll(files)
 		}

@@ -30,10 +30,6 @@ type HelperConfig struct {
 	Landlock Landlock `json:"landlock"`
 	// Rlimits are set in every exec stub before it starts its command.
 	Rlimits Rlimits `json:"rlimits"`
-	// WaitJoin says the backend moves the helper into the session's cgroups after the ready
-	// message: the helper starts no process before a request tells it that happened (Joined),
-	// so every process it starts is born inside.
-	WaitJoin bool `json:"wait_join,omitempty"`
 }
 
 // Landlock is the filesystem ruleset the exec stub applies to each command.
@@ -63,8 +59,6 @@ type Request struct {
 	Kill bool `json:"kill,omitempty"`
 	// FDs is the number of file descriptors sent with this request.
 	FDs int `json:"fds,omitempty"`
-	// Joined says the helper is in the session's cgroups now (see HelperConfig.WaitJoin).
-	Joined bool `json:"joined,omitempty"`
 }
 
 // Run is a command to run.
