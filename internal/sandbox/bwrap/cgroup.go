@@ -141,6 +141,7 @@ func (c *cgroup) destroy() error {
 	}
 	_ = os.WriteFile(filepath.Join(c.dir, "cgroup.kill"), []byte("1"), 0)
 	deadline := time.Now().Add(2 * time.Second)
+	var pause time.Duration
 	for {
 		err := unix.Rmdir(c.dir)
 		if err == nil || errors.Is(err, unix.ENOENT) {
@@ -157,7 +158,7 @@ func (c *cgroup) destroy() error {
 				}
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		pause = backoff(pause)
 	}
 }
 
@@ -316,6 +317,7 @@ func (c *v1Cgroup) destroy() error {
 	var errs []error
 	for _, dir := range c.dirs {
 		deadline := time.Now().Add(2 * time.Second)
+		var pause time.Duration
 		for {
 			err := unix.Rmdir(dir)
 			if err == nil || errors.Is(err, unix.ENOENT) {
@@ -332,8 +334,16 @@ func (c *v1Cgroup) destroy() error {
 					}
 				}
 			}
-			time.Sleep(5 * time.Millisecond)
+			pause = backoff(pause)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// backoff sleeps a little longer each time (from 100µs up to 10ms) and returns the next
+// pause: a cgroup whose last processes are exiting is usually removable within a millisecond.
+func backoff(pause time.Duration) time.Duration {
+	pause = max(pause, 100*time.Microsecond)
+	time.Sleep(pause)
+	return min(2*pause, 10*time.Millisecond)
 }
