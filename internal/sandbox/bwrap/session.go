@@ -575,13 +575,18 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := s.b.reg.release(s.held); err != nil {
-		errs = append(errs, err)
-	}
+	// The placeholders and the state folder are independent: removed side by side.
+	var relErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { relErr = s.b.reg.release(s.held) })
 	if s.state != nil {
 		if err := s.state.remove(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	wg.Wait()
+	if relErr != nil {
+		errs = append(errs, relErr)
 	}
 	s.b.mu.Lock()
 	delete(s.b.sessions, s.spec.SessionID)
