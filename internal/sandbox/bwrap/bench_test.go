@@ -68,3 +68,20 @@ func BenchmarkBareForkExec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParallelRun runs `true` from several goroutines at once in one session: commands
+// that find no spare exec stub ready.
+func BenchmarkParallelRun(b *testing.B) {
+	s := setup(b).start(b)
+	ctx := context.Background()
+	b.SetParallelism(2)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Run(ctx, sandbox.Command{Args: []string{"true"}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
