@@ -177,9 +177,15 @@ wait:
 			killTree(pgid)
 		}
 	}
-	// Whatever the command left behind dies with it.
-	killTree(pgid)
-	reapAll()
+	// Whatever the command left behind dies with it. With no child at all (the usual case)
+	// nothing is left: every orphan of the command is reparented to us before its parent's
+	// exit can be reaped, so the scans of /proc are skipped.
+	if hasChildren() {
+		killTree(pgid)
+		reapAll()
+	} else {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 	if ex.err != nil {
 		res.Exit = exitCannotRun
 		res.Err = fmt.Sprintf("wait: %v", ex.err)
@@ -233,6 +239,13 @@ func killTree(pgid int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// hasChildren reports whether this process has any child, live or zombie (without reaping).
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return !errors.Is(err, unix.ECHILD)
 }
 
 // reapAll kills and reaps children until there are none (ECHILD).
