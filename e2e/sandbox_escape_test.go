@@ -1652,11 +1652,14 @@ func TestSandboxBashToolOneAnswer(t *testing.T) {
 	s.write("grant/.git/HEAD", "ref: refs/heads/main\n")
 	port, hits := tcpListener(t)
 	before := s.state(t)
+	// Creating protected paths goes first, while the context is clean: once command output
+	// is in it, the guard (R5) denies such a command before the sandbox is even asked, and
+	// this test is about the sandbox.
 	r, res := s.bashRun(t, nil,
-		bash(attackIn+" write "+s.secret+" ../outside/secret.txt"),
+		bash(attackIn+" create .git/hooks/pre-commit .claude/settings.json"),
 		bash(attackIn+" write filelink"),
 		bash(attackIn+" read /etc/shadow "+s.sshKey),
-		bash(attackIn+" create .git/hooks/pre-commit .claude/settings.json"),
+		bash(attackIn+" write "+s.secret+" ../outside/secret.txt"),
 		bash(attackIn+" mutate /sessions/${session}/mnt/ro/readonly.txt"),
 		bash(attackIn+" status"),
 		bash(attackIn+" envscan "+strings.Join(hexes, " ")),
@@ -1667,7 +1670,7 @@ func TestSandboxBashToolOneAnswer(t *testing.T) {
 		fileCall{"write_file", obj{"path": ".git/hooks/pre-commit", "content": "x"}},
 		fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/ro/readonly.txt", "content": "x"}},
 	)
-	for i, what := range []string{"write outside", "write through a symlink", "read secrets", "create protected paths",
+	for i, what := range []string{"create protected paths", "write through a symlink", "read secrets", "write outside",
 		"mutate the read-only grant", "capabilities", "environment canaries", "tcp to the host"} {
 		bashBlocked(t, what, res, "script_"+itoa(i+1)+"_0")
 	}
