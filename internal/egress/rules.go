@@ -87,7 +87,7 @@ func compileRule(i int, r Rule) (*rule, error) {
 	case h == "":
 		return nil, bad("empty host")
 	case strings.HasPrefix(h, "*."):
-		name, err := canonicalName(h[2:])
+		name, err := canonicalName(strings.TrimSuffix(h[2:], "."))
 		if err != nil {
 			return nil, bad("%v", err)
 		}
@@ -251,9 +251,9 @@ func canonicalHost(h string) (hostKey, error) {
 	return hostKey{name: name}, nil
 }
 
-// canonicalName validates and lowercases a DNS name (one trailing dot removed).
+// canonicalName validates and lowercases a DNS name (its trailing dot already removed).
 func canonicalName(h string) (string, error) {
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	h = strings.ToLower(h)
 	if h == "" {
 		return "", errHostEmpty
 	}
