@@ -32,6 +32,7 @@ type env struct {
 	p        *Proxy
 	addr     string
 	upCA     *ca
+	tlsAddr  string // the HTTPS upstream, for direct requests
 	mu       sync.Mutex
 	resolved []string
 	dialed   []string
@@ -87,6 +88,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	tlsSrv.StartTLS()
 	t.Cleanup(tlsSrv.Close)
+	e.tlsAddr = tlsSrv.Listener.Addr().String()
 	httpSrv := httptest.NewServer(http.HandlerFunc(echoHandler))
 	t.Cleanup(httpSrv.Close)
 

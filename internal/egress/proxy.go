@@ -95,10 +95,10 @@ func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		upN, _ = io.Copy(up, c)
+		upN, _ = copyConn(up, c)
 		closeWrite(up)
 	}()
-	downN, err := io.Copy(c, up)
+	downN, err := copyConn(c, up)
 	if err != nil {
 		c.Close() // the other direction's read then ends too
 	} else {
@@ -108,6 +108,13 @@ func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id
 	e.BytesUp += upN
 	e.BytesDown = downN
 	p.record(e)
+}
+
+// copyConn copies with a large buffer through plain reads and writes: on loopback and for
+// typical transfers this beat splice(2) through a pipe in BenchmarkProxyThroughput.
+func copyConn(dst, src net.Conn) (int64, error) {
+	buf := make([]byte, 256<<10)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
 }
 
 func closeWrite(c net.Conn) {
