@@ -509,6 +509,7 @@ func (p *Proxy) serveConn(c net.Conn) {
 			}
 			p.record(Entry{Kind: "request", Conn: id, Host: host, Method: req.Method, Path: pathOf(req), Status: http.StatusProxyAuthRequired, Decision: "deny", Reason: ReasonToken})
 			writeRefusal(c, http.StatusProxyAuthRequired, ReasonToken)
+			linger(c)
 			return
 		}
 		if req.Method == http.MethodConnect {

@@ -117,6 +117,16 @@ func copyConn(dst, src net.Conn) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
 }
 
+// linger half-closes a refused connection and discards what the client is still sending for
+// a moment, so that it reads the refusal instead of a reset.
+func linger(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(c, 16<<20))
+}
+
 func closeWrite(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
@@ -167,6 +177,7 @@ func (p *Proxy) serveForward(c net.Conn, req *http.Request, id uint64) bool {
 		e.Status, e.Reason = status, reason
 		p.record(e)
 		writeRefusal(c, status, reason)
+		linger(c)
 		return false
 	}
 	if req.URL.Scheme != "http" || req.URL.Host == "" {
@@ -234,6 +245,7 @@ func (p *Proxy) exchange(w net.Conn, req *http.Request, d *connDecision, id uint
 		e.Status, e.Reason = status, reason
 		p.record(e)
 		writeRefusal(w, status, reason)
+		linger(w)
 		return false
 	}
 	if !d.allow {
@@ -266,6 +278,7 @@ func (p *Proxy) exchange(w net.Conn, req *http.Request, d *connDecision, id uint
 			e.Status = http.StatusForbidden
 			p.record(e)
 			writeRefusal(w, http.StatusForbidden, ReasonForeignCredential)
+			linger(w)
 			return false
 		}
 	}
