@@ -180,6 +180,7 @@ func (e *env) raw(head string) (int, string) {
 		e.t.Fatal(err)
 	}
 	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second)) // a hang is a failure naming the request
 	io.WriteString(c, head)
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
 	if err != nil {
@@ -188,7 +189,10 @@ func (e *env) raw(head string) (int, string) {
 	if resp.StatusCode == 200 {
 		return 200, ""
 	}
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Errorf("%q: reading the refusal: %v", head, err)
+	}
 	return resp.StatusCode, string(b)
 }
 
