@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keepup/keepup/internal/egress"
 	"github.com/keepup/keepup/internal/policy"
 )
 
@@ -58,6 +59,7 @@ type Config struct {
 	Parity bool             `json:"parity"`
 	Models map[string]Model `json:"models,omitempty"`
 	Audit  Audit            `json:"audit"`
+	Egress Egress           `json:"egress"`
 	// Memory and ProjectInstructions exist only to be refused by the cowork profile with a
 	// clear error (see ValidateProfile).
 	Memory              bool `json:"memory"`
@@ -79,6 +81,14 @@ type ManagedSandbox struct {
 	AllowNone bool `json:"allow_none"`
 }
 
+// Egress lists network capabilities: hosts the session's egress proxy lets requests reach
+// ("api.example.com", "*.example.com", optionally ":port"). Deny entries win over allow
+// entries of every layer. The Cowork default is none.
+type Egress struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}
+
 // Managed is the managed policy: set by an administrator, read at start, always wins.
 type Managed struct {
 	// Source is the file read.
@@ -86,6 +96,7 @@ type Managed struct {
 	Permissions Permissions      `json:"permissions"`
 	Approvals   ManagedApprovals `json:"approvals"`
 	Sandbox     ManagedSandbox   `json:"sandbox"`
+	Egress      Egress           `json:"egress"`
 
 	// Rules are Permissions parsed, with Source and AllowedModes set, ready for policy.New.
 	Rules *policy.Rules `json:"-"`
@@ -251,13 +262,15 @@ func decodeUser(cfg *Config, data []byte) error {
 			cfg.Models, err = decodeModels(m.val, m.key)
 		case "audit":
 			cfg.Audit, err = decodeAudit(m.val, m.key)
+		case "egress":
+			cfg.Egress, err = decodeEgress(m.val, m.key)
 		case "memory":
 			cfg.Memory, err = decodeBool(m.val, m.key)
 		case "project_instructions":
 			cfg.ProjectInstructions, err = decodeBool(m.val, m.key)
 		default:
 			err = unknownField("", m.key, "permissions", "approvals", "profile", "parity",
-				"models", "audit", "memory", "project_instructions")
+				"models", "audit", "egress", "memory", "project_instructions")
 		}
 		if err != nil {
 			return err
@@ -314,8 +327,10 @@ func decodeManaged(mp *Managed, data []byte) error {
 			mp.Approvals, err = decodeManagedApprovals(m.val, m.key)
 		case "sandbox":
 			mp.Sandbox, err = decodeManagedSandbox(m.val, m.key)
+		case "egress":
+			mp.Egress, err = decodeEgress(m.val, m.key)
 		default:
-			err = unknownField("", m.key, "permissions", "approvals", "sandbox")
+			err = unknownField("", m.key, "permissions", "approvals", "sandbox", "egress")
 		}
 		if err != nil {
 			return err
@@ -477,4 +492,59 @@ func decodeManagedSandbox(raw json.RawMessage, path string) (ManagedSandbox, err
 		}
 	}
 	return s, nil
+}
+
+// decodeEgress reads {"allow": [...], "deny": [...]}: host patterns, each checked the way the
+// egress proxy will read it (egress.ParseHost).
+func decodeEgress(raw json.RawMessage, path string) (Egress, error) {
+	var e Egress
+	members, err := object(raw, path)
+	if err != nil {
+		return e, err
+	}
+	for _, m := range members {
+		var list *[]string
+		switch m.key {
+		case "allow":
+			list = &e.Allow
+		case "deny":
+			list = &e.Deny
+		default:
+			return e, unknownField(path, m.key, "allow", "deny")
+		}
+		items, err := decodeStrings(m.val, join(path, m.key))
+		if err != nil {
+			return e, err
+		}
+		for i, h := range items {
+			if _, err := egress.ParseHostRule(h); err != nil {
+				return e, errAt(fmt.Sprintf("%s[%d]", join(path, m.key), i), "%v", err)
+			}
+		}
+		*list = items
+	}
+	return e, nil
+}
+
+// EgressRules are the egress proxy's capabilities from both layers: every deny first (a deny
+// anywhere wins), then the allows of the managed policy and the user.
+func (l *Loaded) EgressRules() []egress.Rule {
+	var deny, allow []string
+	if l.Managed != nil {
+		deny = append(deny, l.Managed.Egress.Deny...)
+		allow = append(allow, l.Managed.Egress.Allow...)
+	}
+	deny = append(deny, l.User.Egress.Deny...)
+	allow = append(allow, l.User.Egress.Allow...)
+	var out []egress.Rule
+	for _, h := range deny {
+		r, _ := egress.ParseHostRule(h) // checked when the file was read
+		r.Deny = true
+		out = append(out, r)
+	}
+	for _, h := range allow {
+		r, _ := egress.ParseHostRule(h)
+		out = append(out, r)
+	}
+	return out
 }

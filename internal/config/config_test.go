@@ -165,7 +165,7 @@ func TestLoadErrors(t *testing.T) {
 		{"managed unbalanced", true, `{"permissions": {"ask": ["Bash(git status"]}}`,
 			mf + `: permissions.ask[0]: unbalanced parentheses in "Bash(git status"`},
 		{"managed unknown field", true, `{"permissions": {}, "approval": {}}`,
-			mf + `: approval: unknown field "approval" (known fields: approvals, permissions, sandbox)`},
+			mf + `: approval: unknown field "approval" (known fields: approvals, egress, permissions, sandbox)`},
 		{"managed unknown nested field", true, `{"permissions": {"denny": []}}`,
 			mf + `: permissions.denny: unknown field "denny" (known fields: allow, ask, deny)`},
 		{"managed field names are case-sensitive", true, `{"Permissions": {}}`,
@@ -196,7 +196,7 @@ func TestLoadErrors(t *testing.T) {
 			mf + `: permissions.deny: expected a list of strings, got a string`},
 
 		{"user unknown field", false, `{"aprovals": "ask"}`,
-			uf + `: aprovals: unknown field "aprovals" (known fields: approvals, audit, memory, models, parity, permissions, profile, project_instructions)`},
+			uf + `: aprovals: unknown field "aprovals" (known fields: approvals, audit, egress, memory, models, parity, permissions, profile, project_instructions)`},
 		{"user bad rule", false, `{"permissions": {"allow": ["Write(reports/**)", "Wrte(x)"]}}`,
 			uf + `: permissions.allow[1]: unknown rule kind "Wrte" in "Wrte(x)"`},
 		{"user bad approvals", false, `{"approvals": "always"}`,
@@ -354,5 +354,34 @@ func TestGrantConfigIgnored(t *testing.T) {
 	}
 	if len(srcs) != 2 || srcs[0] != filepath.Join(home, "config.json") {
 		t.Errorf("Sources = %v", srcs)
+	}
+}
+
+func TestEgressCapabilities(t *testing.T) {
+	t.Parallel()
+	user, err := ParseUser("/h/config.json", []byte(`{"egress": {"allow": ["api.example.com", "*.docs.example:8443"], "deny": ["evil.example.com"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	managed, err := ParseManaged("/etc/m.json", []byte(`{"egress": {"allow": ["intranet.example.com"], "deny": ["*.example.com"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range (&Loaded{User: user, Managed: managed}).EgressRules() {
+		got = append(got, r.String())
+	}
+	want := "deny *.example.com|deny evil.example.com|allow intranet.example.com|allow api.example.com|allow *.docs.example:8443"
+	if s := strings.Join(got, "|"); s != want {
+		t.Errorf("rules\n %s\nwant denies first:\n %s", s, want)
+	}
+	for _, c := range []struct{ file, want string }{
+		{`{"egress": {"allow": ["*.com"]}}`, "egress.allow[0]"},
+		{`{"egress": {"allow": "x.com"}}`, "egress.allow"},
+		{`{"egress": {"permit": []}}`, `unknown field "permit"`},
+	} {
+		if _, err := ParseUser("/h/config.json", []byte(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.file, err, c.want)
+		}
 	}
 }

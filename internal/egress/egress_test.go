@@ -695,3 +695,35 @@ func TestCloseStopsServe(t *testing.T) {
 		t.Fatalf("CAPEM: %v %v", err, cert)
 	}
 }
+
+func TestParseHostRule(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		host string
+		port int
+		err  string
+	}{
+		{"api.example.com", "api.example.com", 0, ""},
+		{"*.example.com", "*.example.com", 0, ""},
+		{"api.example.com:8443", "api.example.com", 8443, ""},
+		{"[2001:db8::1]:443", "2001:db8::1", 443, ""},
+		{"*", "", 0, "wildcard"},
+		{"*.com", "", 0, "too broad"},
+		{"a.*.com", "", 0, "leading"},
+		{"127.1", "", 0, "canonical"},
+		{"api.example.com:http", "", 0, "not a number"},
+		{"api.example.com:70000", "", 0, "out of range"},
+	} {
+		r, err := ParseHostRule(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %v, want error containing %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || r.Host != c.host || (c.port != 0 && (len(r.Ports) != 1 || r.Ports[0] != c.port)) {
+			t.Errorf("%q: %+v %v", c.in, r, err)
+		}
+	}
+}

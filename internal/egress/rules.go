@@ -3,6 +3,7 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path"
 	"strconv"
@@ -352,4 +353,22 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// ParseHostRule reads a host capability as written in configuration: "api.example.com",
+// "*.example.com" or an IP literal, optionally with ":port" ("[::1]:8443" for IPv6). The
+// result is checked as New would check it.
+func ParseHostRule(s string) (Rule, error) {
+	r := Rule{Host: s}
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		n, perr := strconv.Atoi(p)
+		if perr != nil {
+			return Rule{}, fmt.Errorf("egress host %q: port %q is not a number", s, p)
+		}
+		r = Rule{Host: h, Ports: []int{n}}
+	}
+	if _, err := compileRule(0, r); err != nil {
+		return Rule{}, fmt.Errorf("egress host %q: %s", s, strings.TrimPrefix(err.Error(), fmt.Sprintf("egress: rules[0] (%q): ", r.Host)))
+	}
+	return r, nil
 }
