@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/keepup/keepup/internal/event"
@@ -80,6 +81,9 @@ type Config struct {
 	// Sandbox is the session's isolation boundary for tools that run commands (bash); nil
 	// when the session has none, and those tools refuse.
 	Sandbox sandbox.Session
+	// Web is the HTTP client whose requests go through the session's egress proxy; nil: no
+	// network, and web_fetch refuses.
+	Web *http.Client
 
 	Retry   model.RetryConfig
 	Budgets Budgets

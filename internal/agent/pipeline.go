@@ -328,6 +328,7 @@ func (r *Runner) env(callID string) *tool.Env {
 		Plan:    r.setPlan,
 		Ask:     r.ask,
 		Sandbox: r.cfg.Sandbox,
+		Web:     r.cfg.Web,
 		Output: func(stream, chunk string) {
 			b := &store.Batch{}
 			r.addEvent(b, event.ToolOutput, map[string]any{"tool_call_id": callID, "stream": stream, "chunk": chunk})

@@ -186,6 +186,12 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		t.Grants = append(t.Grants, task.Grant{Name: m.Name, Path: m.Path, Mode: string(m.Mode)})
 	}
 
+	eg, err := startEgress(set, db, t.ID, sid)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	defer eg.Close()
+
 	prog := newProgress(st.Stdout, st.TTY)
 	var onEvent func(event.Event)
 	var onText func(string)
@@ -211,6 +217,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		Person:            person,
 		Session:           sess,
 		Sandbox:           sb,
+		Web:               eg.client,
 		Headless:          mode == policy.ModeDeny,
 		Task:              t,
 		Budgets:           agent.Budgets{MaxTurns: o.maxTurns},

@@ -18,9 +18,9 @@ import (
 )
 
 // Builtins returns the built-in tools in DESIGN.md order: list_dir, read_file, write_file,
-// edit_file, delete_path, move_path, glob, grep, bash, update_plan, ask_user.
+// edit_file, delete_path, move_path, glob, grep, bash, web_fetch, update_plan, ask_user.
 func Builtins() []Tool {
-	return []Tool{ListDir{}, ReadFile{}, WriteFile{}, EditFile{}, DeletePath{}, MovePath{}, Glob{}, Grep{}, Bash{}, UpdatePlan{}, AskUser{}}
+	return []Tool{ListDir{}, ReadFile{}, WriteFile{}, EditFile{}, DeletePath{}, MovePath{}, Glob{}, Grep{}, Bash{}, WebFetch{}, UpdatePlan{}, AskUser{}}
 }
 
 // Limits of the built-in tools.

@@ -208,7 +208,7 @@ func TestBuiltins(t *testing.T) {
 			t.Errorf("%s: schema is not strict: %s", s.Name, s.InputSchema)
 		}
 	}
-	want := "list_dir read_file write_file edit_file delete_path move_path glob grep bash update_plan ask_user"
+	want := "list_dir read_file write_file edit_file delete_path move_path glob grep bash web_fetch update_plan ask_user"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("Builtins() = %s, want %s", got, want)
 	}

@@ -8,6 +8,7 @@ package tool
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/policy"
@@ -71,6 +72,9 @@ type Env struct {
 	// Sandbox runs commands in the session's isolation boundary (bash). Nil when the session
 	// has none: tools that need it refuse.
 	Sandbox sandbox.Session
+	// Web is the HTTP client whose requests go through the session's egress proxy
+	// (web_fetch). Nil when the session has no network: those tools refuse.
+	Web *http.Client
 }
 
 // Refusal is a call refused before or while running, with a message the model can act on.

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/keepup/keepup/internal/audit"
+	"github.com/keepup/keepup/internal/egress"
+	"github.com/keepup/keepup/internal/store"
+)
+
+// sessionEgress is a session's egress proxy on loopback and the HTTP client whose requests go
+// through it (web_fetch). Every connection and request the proxy handles is an audit entry.
+type sessionEgress struct {
+	proxy  *egress.Proxy
+	client *http.Client
+	ln     net.Listener
+}
+
+// startEgress starts the per-session proxy with the capabilities of the configuration (none by
+// default: every host is refused until a person or the managed policy allows it).
+func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sessionEgress, error) {
+	tok := make([]byte, 16)
+	_, _ = rand.Read(tok)
+	token := hex.EncodeToString(tok)
+	p, err := egress.New(egress.Config{
+		Rules: set.loaded.EgressRules(),
+		Token: token,
+		Audit: func(e egress.Entry) {
+			_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
+				Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
+			}}})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("egress: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("egress proxy: %v", err)
+	}
+	go p.Serve(ln)
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AppendCertsFromPEM(p.CAPEM())
+	proxyURL := &url.URL{Scheme: "http", Host: ln.Addr().String(), User: url.UserPassword("keepup", token)}
+	tr := &http.Transport{
+		Proxy:               http.ProxyURL(proxyURL),
+		TLSClientConfig:     newTLSConfig(roots),
+		TLSHandshakeTimeout: 30 * time.Second,
+		MaxIdleConns:        4,
+	}
+	client := &http.Client{
+		Transport: tr,
+		Timeout:   2 * time.Minute,
+		// Each redirect is a new request through the proxy, checked again; a few at most.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return fmt.Errorf("stopped after %d redirects", len(via))
+			}
+			return nil
+		},
+	}
+	return &sessionEgress{proxy: p, client: client, ln: ln}, nil
+}
+
+func (e *sessionEgress) Close() {
+	e.client.CloseIdleConnections()
+	e.proxy.Close()
+	e.ln.Close()
+}
+
+func newTLSConfig(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
