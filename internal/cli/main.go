@@ -115,6 +115,8 @@ func dispatch(st *State, args []string) error {
 		return usagef("usage: keepup audit verify | keepup audit export [--task ID]")
 	case "doctor":
 		return cmdDoctor(st, args[1:])
+	case "eval":
+		return cmdEval(st, args[1:])
 	case "sandbox":
 		if len(args) >= 2 && args[1] == "exec" {
 			return cmdSandboxExec(st, args[2:])
