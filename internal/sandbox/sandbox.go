@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 )
 
@@ -34,11 +35,26 @@ type Limits struct {
 // Network says what the sandbox may reach. The zero value is no network but its own loopback.
 type Network struct {
 	// ProxySocket, when set, is a host Unix socket the egress proxy listens on; the backend
-	// makes it reachable inside (the egress issue's seam). Empty: no network at all.
+	// makes it reachable inside (the egress issue's seam). Empty (and no Dial): no network at
+	// all.
 	ProxySocket string
-	// Env is added to every command's environment when ProxySocket is set (HTTP_PROXY, ...).
+	// Dial, when set, connects to the session's egress proxy on the host; it takes precedence
+	// over ProxySocket. The backend calls it once per connection a command opens to the proxy
+	// address inside the sandbox, and hands the connection in.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// ProxyToken is the proxy's per-session token; commands find it in the proxy URL of their
+	// environment (HTTP_PROXY and the rest, set by the backend).
+	ProxyToken string
+	// ProxyCA is the proxy's CA certificate (PEM), which the backend adds to the trust store
+	// commands see.
+	ProxyCA []byte
+	// Env is added to every command's environment when the proxy is reachable, after the
+	// backend's own proxy settings.
 	Env map[string]string
 }
+
+// Enabled reports whether the sandbox reaches an egress proxy.
+func (n *Network) Enabled() bool { return n.Dial != nil || n.ProxySocket != "" }
 
 // Spec describes one session's sandbox.
 type Spec struct {

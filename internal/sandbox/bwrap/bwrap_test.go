@@ -686,7 +686,9 @@ func TestStartErrors(t *testing.T) {
 		"dest over /etc":  func(s *sandbox.Spec) { s.Mounts[0].Dest = "/etc" },
 		"unclean dest":    func(s *sandbox.Spec) { s.Mounts[0].Dest = "/sessions/../etc" },
 		"protect escapes": func(s *sandbox.Spec) { s.Mounts[0].Protect = []string{"../x"} },
-		"proxy":           func(s *sandbox.Spec) { s.Network.ProxySocket = "/tmp/proxy.sock" },
+		"relative proxy":  func(s *sandbox.Spec) { s.Network.ProxySocket = "proxy.sock" },
+		"token, no proxy": func(s *sandbox.Spec) { s.Network.ProxyToken = "t" },
+		"spaced token":    func(s *sandbox.Spec) { s.Network.ProxySocket, s.Network.ProxyToken = "/p.sock", "a b" },
 	} {
 		spec := tb.spec
 		spec.Mounts = append([]sandbox.Mount(nil), tb.spec.Mounts...)

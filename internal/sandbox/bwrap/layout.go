@@ -125,8 +125,19 @@ func validateSpec(spec *sandbox.Spec) error {
 	if spec.Workdir != "" && !path.IsAbs(spec.Workdir) {
 		return fmt.Errorf("bwrap: Spec.Workdir %q is not absolute", spec.Workdir)
 	}
-	if spec.Network.ProxySocket != "" {
-		return fmt.Errorf("bwrap: Spec.Network.ProxySocket: egress through a proxy is not supported by this backend yet; the sandbox has no network")
+	if spec.Network.ProxySocket != "" && spec.Network.Dial == nil && !filepath.IsAbs(spec.Network.ProxySocket) {
+		return fmt.Errorf("bwrap: Spec.Network.ProxySocket %q is not absolute", spec.Network.ProxySocket)
+	}
+	if !spec.Network.Enabled() && (spec.Network.ProxyToken != "" || len(spec.Network.ProxyCA) > 0 || len(spec.Network.Env) > 0) {
+		return errNoProxy
+	}
+	if strings.IndexFunc(spec.Network.ProxyToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return errors.New("bwrap: Spec.Network.ProxyToken holds spaces or control characters")
+	}
+	for k := range spec.Network.Env {
+		if !validEnvName(k) {
+			return fmt.Errorf("bwrap: Spec.Network.Env: invalid variable name %q", k)
+		}
 	}
 	for k := range spec.Env {
 		if !validEnvName(k) {
@@ -193,6 +204,23 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 	a("--remount-ro", "/dev")
 	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
 	a("--ro-bind", b.cfg.Exe, ExePath)
+	if spec.Network.Enabled() {
+		bundle, system, err := writeCABundle(stateDir, spec.Network.ProxyCA)
+		if err != nil {
+			return l, fmt.Errorf("bwrap: CA bundle: %w", err)
+		}
+		a("--ro-bind", bundle, CABundle)
+		// Shown at the system bundle's own path too, for the tools that read only that; only
+		// where /etc shows it (a bound folder of etcFiles) and it is a plain file.
+		if system != "" && strings.HasPrefix(system, "/etc/") {
+			top := strings.SplitN(strings.TrimPrefix(system, "/etc/"), "/", 2)[0]
+			if slices.Contains(etcFiles, top) {
+				if _, err := os.Stat(system); err == nil {
+					a("--ro-bind", bundle, system)
+				}
+			}
+		}
+	}
 
 	// The grants, parents before anything mounted inside them.
 	mounts := slices.Clone(spec.Mounts)
@@ -277,7 +305,8 @@ func validEnvName(k string) bool {
 	return k != "" && !strings.ContainsAny(k, "=\x00")
 }
 
-// envFor composes a command's environment: BaseEnv, then the session's Env, then the
+// envFor composes a command's environment: BaseEnv, then the proxy's settings and
+// Network.Env when the session reaches an egress proxy, then the session's Env, then the
 // command's. Malformed entries and keepup's own KEEPUP_* variables are dropped: keepup's
 // configuration never enters the sandbox.
 func envFor(spec *sandbox.Spec, extra []string) []string {
@@ -290,6 +319,14 @@ func envFor(spec *sandbox.Spec, extra []string) []string {
 			return
 		}
 		env[k] = v
+	}
+	if spec.Network.Enabled() {
+		for k, v := range proxyEnv(&spec.Network) {
+			set(k, v)
+		}
+		for k, v := range spec.Network.Env {
+			set(k, v)
+		}
 	}
 	for k, v := range spec.Env {
 		set(k, v)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -62,6 +63,13 @@ type Session struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// The egress bridge's host side (network.go): ctx ends at teardown; bg counts the read
+	// loop, the dials and the copies; piped holds the connections copied through a socketpair.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+	piped  map[net.Conn]struct{}
 }
 
 var _ sandbox.Session = (*Session)(nil)
@@ -86,7 +94,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	}
 	b.sessions[spec.SessionID] = true
 	b.mu.Unlock()
-	s := &Session{b: b, spec: spec, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{}), pending: map[uint64]chan inside.Reply{}}
+	s := &Session{b: b, spec: spec, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{}), pending: map[uint64]chan inside.Reply{},
+		piped: map[net.Conn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			s.teardown()
@@ -130,6 +140,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	hc := inside.HelperConfig{
 		Landlock: inside.Landlock{RO: []string{"/"}, RW: []string{"/tmp", Home}, Dev: []string{"/dev"}},
 		Rlimits:  rl,
+	}
+	if spec.Network.Enabled() {
+		hc.Proxy = ProxyAddr
 	}
 	l, err := b.buildLayout(&spec, s.state.dir, "")
 	if l != nil {
@@ -230,6 +243,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	}
 
 	ready := make(chan inside.Reply, 1)
+	s.bg.Add(1)
 	go s.readLoop(ready)
 	select {
 	case r, ok := <-ready:
@@ -320,6 +334,7 @@ func (s *Session) startError() error {
 
 // readLoop dispatches the helper's replies until the control socket fails.
 func (s *Session) readLoop(ready chan<- inside.Reply) {
+	defer s.bg.Done()
 	first := true
 	for {
 		var r inside.Reply
@@ -339,6 +354,13 @@ func (s *Session) readLoop(ready chan<- inside.Reply) {
 				return
 			}
 			ready <- r
+			continue
+		}
+		if r.Dial != 0 {
+			if s.spec.Network.Enabled() {
+				s.bg.Add(1)
+				go s.dialProxy(r.Dial)
+			}
 			continue
 		}
 		s.mu.Lock()
@@ -557,6 +579,7 @@ func (s *Session) teardown() error {
 	if s.conn != nil {
 		s.conn.Close()
 	}
+	s.stopNetwork()
 	if s.cmd != nil && s.cmd.Process != nil {
 		select {
 		case <-s.exited:

@@ -38,6 +38,8 @@ type helper struct {
 	mu   sync.Mutex
 	jobs map[uint64]*job
 
+	bridge *bridge // nil: no egress proxy
+
 	// The spare exec stub: started ahead of the next command, it initializes and then waits
 	// for its request, so a command does not wait for a stub's start. A command takes it and
 	// a new one is started in the background; a command that finds none (while the next is
@@ -90,6 +92,16 @@ func helperMain(args []string) error {
 	// The spare, and with it every stub, goes when the helper does.
 	defer h.stopSpares()
 	h.allowSpares()
+	// The proxy address is listened on before the first command can take it.
+	if cfg.Proxy != "" {
+		br, err := newBridge(conn, cfg.Proxy)
+		if err != nil {
+			return err
+		}
+		defer br.close()
+		h.bridge = br
+		go br.serve()
+	}
 	// With credentials: they tell the backend the helper's pid on the host.
 	if err := conn.SendCred(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
 		return err
@@ -120,6 +132,12 @@ func helperMain(args []string) error {
 				continue
 			}
 			go h.run(req.ID, j, *req.Run, files)
+		case req.Conn:
+			if h.bridge == nil {
+				closeAll(files)
+				continue
+			}
+			h.bridge.deliver(req.ID, files, req.Err)
 		case req.Kill:
 			closeAll(files)
 			h.kill(req.ID)

@@ -30,6 +30,10 @@ type HelperConfig struct {
 	Landlock Landlock `json:"landlock"`
 	// Rlimits are set in every exec stub before it starts its command.
 	Rlimits Rlimits `json:"rlimits"`
+	// Proxy, when set, is the TCP address ("127.0.0.1:3128") the helper listens on in the
+	// sandbox's network namespace: each connection accepted there is bridged to a connection
+	// to the session's egress proxy that the backend hands in (see Reply.Dial).
+	Proxy string `json:"proxy,omitempty"`
 }
 
 // Landlock is the filesystem ruleset the exec stub applies to each command.
@@ -57,6 +61,10 @@ type Request struct {
 	// Kill kills the command started by the run request with this ID (and everything it
 	// started); the run request still gets its reply.
 	Kill bool `json:"kill,omitempty"`
+	// Conn answers the helper's Reply.Dial with the same ID: the request carries one file
+	// descriptor, a socket connected to the egress proxy, or none and Err says why.
+	Conn bool   `json:"conn,omitempty"`
+	Err  string `json:"err,omitempty"`
 	// FDs is the number of file descriptors sent with this request.
 	FDs int `json:"fds,omitempty"`
 }
@@ -70,10 +78,14 @@ type Run struct {
 }
 
 // Reply is one message from the helper to the backend: the first, with ID 0, says the helper
-// is ready; every other one ends the run request with its ID.
+// is ready; one with Dial set asks for a connection to the egress proxy; every other one ends
+// the run request with its ID.
 type Reply struct {
 	ID    uint64 `json:"id"`
 	Ready bool   `json:"ready,omitempty"`
+	// Dial, when not 0, asks the backend for a new connection to the egress proxy, answered by
+	// a Request with Conn set and this number as its ID. Dial numbers are the helper's own.
+	Dial uint64 `json:"dial,omitempty"`
 	// Exit is the command's exit code, 128+N when a signal N killed it.
 	Exit     int    `json:"exit"`
 	Signal   string `json:"signal,omitempty"`

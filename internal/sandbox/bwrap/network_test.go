@@ -1,0 +1,328 @@
+package bwrap_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keepup/keepup/internal/egress"
+	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/bwrap"
+)
+
+const proxyToken = "test-token-0123456789"
+
+// netFixture is an egress proxy on the host that allows http://allowed.test/ and
+// https://secure.test/ (terminated: GET only), both served by loopback test servers, and
+// refuses everything else.
+type netFixture struct {
+	proxy    *egress.Proxy
+	proxyLn  net.Listener
+	direct   string // the plain server's loopback address, for direct connects
+	upstream []*httptest.Server
+}
+
+func newNetFixture(t *testing.T) *netFixture {
+	t.Helper()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from "+r.Host+"\n")
+	}))
+	cert, pool := selfSigned(t, "secure.test")
+	secure := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secure hello\n")
+	}))
+	secure.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	secure.StartTLS()
+	f := &netFixture{direct: plain.Listener.Addr().String(), upstream: []*httptest.Server{plain, secure}}
+	names := map[string][]netip.Addr{
+		"allowed.test": {netip.MustParseAddr("198.51.100.1")},
+		"secure.test":  {netip.MustParseAddr("198.51.100.2")},
+		"denied.test":  {netip.MustParseAddr("198.51.100.3")},
+	}
+	p, err := egress.New(egress.Config{
+		Rules: []egress.Rule{
+			{Host: "allowed.test", Ports: []int{80}},
+			{Host: "secure.test", Ports: []int{443}, Methods: []string{"GET"}},
+		},
+		Token:           proxyToken,
+		UpstreamRootCAs: pool,
+		Resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			if a, ok := names[host]; ok {
+				return a, nil
+			}
+			return nil, errors.New("no such host")
+		},
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			target := plain.Listener.Addr().String()
+			if strings.HasSuffix(addr, ":443") {
+				target = secure.Listener.Addr().String()
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, target)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.proxy = p
+	if f.proxyLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(f.proxyLn)
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *netFixture) close() {
+	f.proxy.Close()
+	f.proxyLn.Close()
+	for _, s := range f.upstream {
+		s.Close()
+	}
+}
+
+// unixNetwork reaches the proxy by a host Unix socket it also serves on.
+func (f *netFixture) unixNetwork(t *testing.T) sandbox.Network {
+	sock := filepath.Join(t.TempDir(), "proxy.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.proxy.Serve(l)
+	return sandbox.Network{ProxySocket: sock, ProxyToken: proxyToken, ProxyCA: f.proxy.CAPEM()}
+}
+
+// network reaches the proxy; hideFile makes Dial return a connection without a descriptor, so
+// the backend copies through a socketpair instead of handing the connection in.
+func (f *netFixture) network(hideFile bool) sandbox.Network {
+	addr := f.proxyLn.Addr().String()
+	return sandbox.Network{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil || !hideFile {
+				return c, err
+			}
+			return struct{ net.Conn }{c}, nil
+		},
+		ProxyToken: proxyToken,
+		ProxyCA:    f.proxy.CAPEM(),
+		Env:        map[string]string{"KEEPUP_TEST_NET": "1"},
+	}
+}
+
+func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, pool
+}
+
+// TestEgressBridge: commands reach the session's proxy at its address inside, with the token
+// from their environment, and nothing else: allowed hosts answer, others get the proxy's 403,
+// no token is a 407, direct connections to the host and DNS fail; the proxy's CA is trusted.
+func TestEgressBridge(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	for _, mode := range []struct {
+		name           string
+		hideFile, unix bool
+	}{{"fd passed", false, false}, {"socketpair copied", true, false}, {"unix socket", false, true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			f := newNetFixture(t)
+			tb := setup(t)
+			tb.spec.Network = f.network(mode.hideFile)
+			if mode.unix {
+				tb.spec.Network = f.unixNetwork(t)
+			}
+			s := tb.start(t)
+			curl := func(args ...string) runResult {
+				return run(t, s, sandbox.Command{Args: append([]string{"curl", "-sS", "--max-time", "20"}, args...), Timeout: 60 * time.Second})
+			}
+			if r := curl("http://allowed.test/"); r.ExitCode != 0 || r.stdout != "hello from allowed.test\n" {
+				t.Errorf("allowed host: exit %d, %q %s", r.ExitCode, r.stdout, r.stderr)
+			}
+			if r := curl("-o", "/dev/null", "-w", "%{http_code}", "http://denied.test/"); r.stdout != "403" {
+				t.Errorf("denied host: exit %d, status %q %s", r.ExitCode, r.stdout, r.stderr)
+			}
+			// The proxy's CA is in the trust store curl uses by default (no --cacert).
+			if r := curl("https://secure.test/"); r.ExitCode != 0 || r.stdout != "secure hello\n" {
+				t.Errorf("https through the terminating proxy: exit %d, %q %s", r.ExitCode, r.stdout, r.stderr)
+			}
+			if r := curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "https://secure.test/"); r.stdout != "403" {
+				t.Errorf("POST to a GET-only host: exit %d, status %q %s", r.ExitCode, r.stdout, r.stderr)
+			}
+			// Without the token.
+			if r := curl("-o", "/dev/null", "-w", "%{http_code}", "-x", "http://"+bwrap.ProxyAddr, "http://allowed.test/"); r.stdout != "407" {
+				t.Errorf("no token: exit %d, status %q %s", r.ExitCode, r.stdout, r.stderr)
+			}
+			// Directly: the host's loopback servers are not reachable.
+			for _, addr := range []string{f.direct, f.proxyLn.Addr().String()} {
+				if r := curl("--noproxy", "*", "--max-time", "5", "http://"+addr+"/"); r.ExitCode == 0 {
+					t.Errorf("direct connection to the host's %s succeeded: %q", addr, r.stdout)
+				}
+			}
+			// No DNS.
+			if r := sh(t, s, "getent hosts allowed.test || getent hosts example.com || echo NODNS"); strings.TrimSpace(r.stdout) != "NODNS" {
+				t.Errorf("a name resolved inside: %q %s", r.stdout, r.stderr)
+			}
+			// The environment.
+			env := "\n" + mustSh(t, s, "env")
+			want := "http://keepup:" + proxyToken + "@" + bwrap.ProxyAddr
+			for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"} {
+				if !strings.Contains(env, "\n"+k+"="+want+"\n") {
+					t.Errorf("%s is not %s in:\n%s", k, want, env)
+				}
+			}
+			for _, kv := range []string{"NO_PROXY=", "no_proxy=", "SSL_CERT_FILE=" + bwrap.CABundle, "GIT_SSL_CAINFO=" + bwrap.CABundle} {
+				if !strings.Contains(env, "\n"+kv+"\n") {
+					t.Errorf("%s missing from:\n%s", kv, env)
+				}
+			}
+			if strings.Contains(env, "KEEPUP_TEST_NET") || !mode.unix && !strings.Contains(env, "\nJAVA_TOOL_OPTIONS=-Dhttp.proxyHost=127.0.0.1 ") {
+				t.Errorf("a KEEPUP_ variable from Network.Env reached the command")
+			}
+			if got := mustSh(t, s, "cat "+bwrap.CABundle); !strings.HasSuffix(got, string(f.proxy.CAPEM())) {
+				t.Errorf("%s does not end with the proxy's CA", bwrap.CABundle)
+			}
+			if p, _ := pem.Decode(f.proxy.CAPEM()); p == nil {
+				t.Errorf("CAPEM is not PEM")
+			}
+		})
+	}
+}
+
+// TestEgressBridgeWithoutProxy: a session without a proxy has no listener at the proxy
+// address and no proxy settings.
+func TestEgressBridgeWithoutProxy(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	out := mustSh(t, s, "env; bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128' 2>/dev/null && echo LISTENING || echo CLOSED")
+	if strings.Contains(out, "PROXY") || strings.Contains(out, "LISTENING") {
+		t.Errorf("without a proxy:\n%s", out)
+	}
+}
+
+// TestEgressBridgeDialFails: when the host side cannot reach the proxy, a client inside gets a
+// 502 from the bridge rather than a hang.
+func TestEgressBridgeDialFails(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	t.Parallel()
+	tb := setup(t)
+	tb.spec.Network = sandbox.Network{Dial: func(ctx context.Context) (net.Conn, error) {
+		return nil, errors.New("no proxy here")
+	}, ProxyToken: proxyToken}
+	s := tb.start(t)
+	r := run(t, s, sandbox.Command{Args: []string{"curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "http://allowed.test/"}})
+	if r.stdout != "502" {
+		t.Errorf("status %q, exit %d: %s", r.stdout, r.ExitCode, r.stderr)
+	}
+}
+
+// TestEgressBridgeLeaksNothing: after Close, none of the bridge's goroutines is left and every
+// descriptor the session opened is closed, also with connections still open through it.
+func TestEgressBridgeLeaksNothing(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	before := openFDs(t)
+	f := newNetFixture(t)
+	for _, hide := range []bool{false, true} {
+		tb := setup(t)
+		tb.spec.Network = f.network(hide)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s, err := tb.backend.Start(ctx, tb.spec)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if r := run(t, s, sandbox.Command{Args: []string{"curl", "-sS", "http://allowed.test/"}}); r.ExitCode != 0 {
+				t.Fatalf("curl: exit %d %s", r.ExitCode, r.stderr)
+			}
+		}
+		// Connections left open: a CONNECT tunnel held by a background process.
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = s.Run(rctx, sandbox.Command{Args: []string{"bash", "-c",
+			"exec 3<>/dev/tcp/127.0.0.1/3128; printf 'GET http://allowed.test/ HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n' >&3; sleep 30"}})
+		rcancel()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s.Run(ctx, sandbox.Command{Args: []string{"bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3128; sleep 30"}})
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stacks := goroutines()
+		after := openFDs(t)
+		leaked := strings.Contains(stacks, "bwrap.(*Session)")
+		if !leaked && after <= before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Close: %d descriptors open, %d before; goroutines:\n%s", after, before, stacks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func goroutines() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
