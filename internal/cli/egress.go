@@ -14,6 +14,7 @@ import (
 
 	"github.com/keepup/keepup/internal/audit"
 	"github.com/keepup/keepup/internal/egress"
+	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/store"
 )
 
@@ -23,10 +24,12 @@ type sessionEgress struct {
 	proxy  *egress.Proxy
 	client *http.Client
 	ln     net.Listener
+	token  string
 }
 
 // startEgress starts the per-session proxy with the capabilities of the configuration (none by
-// default: every host is refused until a person or the managed policy allows it).
+// default: every host is refused until a person or the managed policy allows it). A nil st
+// audits nothing (keepup sandbox exec, which has no task).
 func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sessionEgress, error) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
@@ -35,6 +38,9 @@ func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sess
 		Rules: set.loaded.EgressRules(),
 		Token: token,
 		Audit: func(e egress.Entry) {
+			if st == nil {
+				return
+			}
 			_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
 				Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
 			}}})
@@ -71,7 +77,22 @@ func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sess
 			return nil
 		},
 	}
-	return &sessionEgress{proxy: p, client: client, ln: ln}, nil
+	return &sessionEgress{proxy: p, client: client, ln: ln, token: token}, nil
+}
+
+// network is how the session's sandbox reaches the proxy: the backend dials its loopback
+// listener for each connection a command opens to the proxy address inside (the sandbox has
+// no other network), and commands carry the token and trust the proxy's CA.
+func (e *sessionEgress) network() sandbox.Network {
+	addr := e.ln.Addr().String()
+	return sandbox.Network{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		},
+		ProxyToken: e.token,
+		ProxyCA:    e.proxy.CAPEM(),
+	}
 }
 
 func (e *sessionEgress) Close() {

@@ -162,9 +162,17 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	if err := os.MkdirAll(filepath.Join(sess.Mount(scope.OutputsName).Path, ".keepup", "bash"), 0o755); err != nil {
 		return nil, err
 	}
+	taskID := newTaskID()
+	eg, err := startEgress(set, db, taskID, sid)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	defer eg.Close()
 	ctx, stop := st.Context()
 	defer stop()
-	sb, err := backend.Start(ctx, sandboxSpec(sess))
+	sbSpec := sandboxSpec(sess)
+	sbSpec.Network = eg.network()
+	sb, err := backend.Start(ctx, sbSpec)
 	if err != nil {
 		return nil, usagef("the sandbox cannot start, so the task does not run: %s (run 'keepup doctor')", oneLine(err.Error()))
 	}
@@ -175,7 +183,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return nil, err
 	}
 	t := &task.Task{
-		ID:        newTaskID(),
+		ID:        taskID,
 		Session:   sid,
 		Prompt:    o.prompt,
 		Model:     spec,
@@ -185,12 +193,6 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	for _, m := range sess.Mounts {
 		t.Grants = append(t.Grants, task.Grant{Name: m.Name, Path: m.Path, Mode: string(m.Mode)})
 	}
-
-	eg, err := startEgress(set, db, t.ID, sid)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	defer eg.Close()
 
 	prog := newProgress(st.Stdout, st.TTY)
 	var onEvent func(event.Event)

@@ -106,9 +106,17 @@ func cmdSandboxExec(st *State, args []string) error {
 		return usagef("%v", err)
 	}
 	defer sess.Close()
+	// The session's egress proxy, as for a task (without audit: there is no task).
+	eg, err := startEgress(set, nil, "", sid)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	defer eg.Close()
 	ctx, stop := st.Context()
 	defer stop()
-	sb, err := backend.Start(ctx, sandboxSpec(sess))
+	spec := sandboxSpec(sess)
+	spec.Network = eg.network()
+	sb, err := backend.Start(ctx, spec)
 	if err != nil {
 		return usagef("the sandbox cannot start, so nothing runs: %v (run 'keepup doctor')", oneLine(err.Error()))
 	}
