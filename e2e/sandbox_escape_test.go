@@ -1226,7 +1226,8 @@ func TestSandboxNetwork(t *testing.T) {
 		})
 	}
 	for _, tool := range []struct{ name, fetch string }{
-		{"curl", `curl -sS --max-time 5 -o /dev/null "$u"`},
+		// --fail: through the session's egress proxy a refusal is an HTTP answer (403).
+		{"curl", `curl -fsS --max-time 5 -o /dev/null "$u"`},
 		{"wget", `wget -q -T 5 -t 1 -O /dev/null "$u"`},
 	} {
 		t.Run(tool.name, func(t *testing.T) {

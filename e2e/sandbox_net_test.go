@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestSandboxEgressThroughTheProxy: inside `keepup sandbox exec`, curl and Python reach a
+// host the configuration allows through the session's egress proxy (the only way out), and
+// are refused by the proxy for another port, which is never reached; a direct connection
+// fails, and the proxy needs the session's token.
+func TestSandboxEgressThroughTheProxy(t *testing.T) {
+	t.Parallel()
+	allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "allowed-page")
+	}))
+	defer allowed.Close()
+	var deniedHits atomic.Int32
+	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		deniedHits.Add(1)
+		fmt.Fprint(w, "denied-page")
+	}))
+	defer denied.Close()
+	_, allowedPort, _ := net.SplitHostPort(allowed.Listener.Addr().String())
+
+	e := newEnv(t)
+	e.write("g/x", "")
+	e.write(filepath.Join(e.home, "config.json"), `{"egress": {"allow": ["127.0.0.1:`+allowedPort+`"]}}`)
+	exec1 := func(script string, args ...string) result {
+		t.Helper()
+		return e.run("", append([]string{"sandbox", "exec", "--grant", filepath.Join(e.dir, "g"), "--timeout", "60", "--", "sh", "-c", script, "sh"}, args...)...)
+	}
+
+	python := `import sys, urllib.request, urllib.error
+for u in sys.argv[1:]:
+    try:
+        print(u, urllib.request.urlopen(u, timeout=20).read().decode())
+    except urllib.error.HTTPError as e:
+        print(u, "HTTP", e.code)
+    except Exception as e:
+        print(u, "ERROR", type(e).__name__)
+`
+	r := exec1(`python3 -c "$1" "$2" "$3"`, python, allowed.URL+"/", denied.URL+"/")
+	if r.code != 0 || !strings.Contains(r.stdout, allowed.URL+"/ allowed-page") || !strings.Contains(r.stdout, denied.URL+"/ HTTP 403") {
+		t.Errorf("python: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	if _, err := exec.LookPath("curl"); err == nil {
+		r := exec1(`curl -sS --max-time 20 "$1"; echo; curl -s --max-time 20 -o /dev/null -w '%{http_code}\n' "$2"
+curl -s --max-time 20 -o /dev/null -w '%{http_code}\n' -x http://127.0.0.1:3128 "$1"
+curl -sS --max-time 5 --noproxy '*' "$1" && echo DIRECT || echo NODIRECT`, allowed.URL+"/", denied.URL+"/")
+		if want := "allowed-page\n403\n407\nNODIRECT\n"; r.stdout != want {
+			t.Errorf("curl: exit %d, stdout %q, want %q\n%s", r.code, r.stdout, want, r.stderr)
+		}
+	}
+	if n := deniedHits.Load(); n != 0 {
+		t.Errorf("the denied server was reached %d times", n)
+	}
+}
