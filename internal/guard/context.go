@@ -249,3 +249,19 @@ func contains(xs []string, s string) bool {
 	}
 	return false
 }
+
+// nonFileSources lists the untrusted sources other than the session's files ("file:…"): web
+// pages, command output, connector and subagent results.
+func (c *Context) nonFileSources() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, it := range c.untrusted {
+		for _, src := range strings.Split(it.source, ", ") {
+			if !strings.HasPrefix(src, "file:") && !contains(out, src) {
+				out = append(out, src)
+			}
+		}
+	}
+	return out
+}

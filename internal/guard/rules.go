@@ -319,11 +319,16 @@ func (r *Rules) Check(ctx *Context, a policy.Action, eg *Egress) Verdict {
 				}
 			}
 		}
-		// R3: file bytes leaving to a destination the user did not name.
+		// R3: file bytes leaving to a destination the user did not name. A destination the
+		// user named is exempt only while nothing but the session's own files is in the
+		// context: once a page, command output or connector result is there, it may be what
+		// asked for the send (a page on the very host the user named, telling the model to
+		// send a file back to it), so the send is confirmed wherever it goes.
 		if files := fileBytesLeaving(ctx, eg.Payload); len(files) > 0 {
+			foreign := ctx.nonFileSources()
 			unnamed := []string{}
 			for _, d := range eg.Destinations {
-				if !ctx.namedByUser(d.Kind, d.Value) {
+				if !ctx.namedByUser(d.Kind, d.Value) || len(foreign) > 0 {
 					unnamed = append(unnamed, d.Value)
 				}
 			}
@@ -335,7 +340,11 @@ func (r *Rules) Check(ctx *Context, a policy.Action, eg *Egress) Verdict {
 				if to == "" {
 					to = "the network"
 				}
-				add(R3, d, fmt.Sprintf("sends bytes of %s (read in this session) to %s, which you did not name", strings.Join(files, ", "), to), files)
+				why := "which you did not name"
+				if len(foreign) > 0 && ctx.namedByUser(DestHost, d) {
+					why = "while content from " + strings.Join(foreign, ", ") + " is in the context"
+				}
+				add(R3, d, fmt.Sprintf("sends bytes of %s (read in this session) to %s, %s", strings.Join(files, ", "), to, why), append(files, foreign...))
 			}
 		}
 	}
