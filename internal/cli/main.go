@@ -44,6 +44,7 @@ Usage:
   keepup audit export [--task ID]
   keepup sandbox exec [--grant [NAME=]PATH[:ro|:rw]]... [--timeout S] -- CMD ARGS...
   keepup doctor               check that the sandbox can run here
+  keepup eval injection DIR [--json]   run prompt-injection evaluation cases
   keepup version
 
 Model SPEC: anthropic:MODEL, openai:MODEL, ollama:MODEL, script:FILE
