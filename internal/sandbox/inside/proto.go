@@ -129,10 +129,12 @@ type Conn struct {
 	c  *net.UnixConn
 	wm sync.Mutex
 
-	buf  []byte // received bytes not yet parsed
-	rbuf []byte // read buffer
-	oob  []byte
-	fds  []int // received and not yet claimed by a message, in arrival order
+	buf    []byte // received bytes not yet parsed
+	rbuf   []byte // read buffer
+	oob    []byte
+	fm     sync.Mutex // guards fds and closed: Close may run while a Recv is under way
+	closed bool
+	fds    []int // received and not yet claimed by a message, in arrival order
 	// PeerPID is the sender's pid, in this process's pid namespace, from the credentials of
 	// the last message that carried any (see PassCred, SendCred).
 	PeerPID int
@@ -231,14 +233,17 @@ func (c *Conn) Recv(v any, fdCount func(v any) int) ([]*os.File, error) {
 				if fdCount != nil {
 					want = fdCount(v)
 				}
-				if want < 0 || want > len(c.fds) {
-					return nil, fmt.Errorf("control socket: message names %d descriptors, %d arrived", want, len(c.fds))
+				c.fm.Lock()
+				if have := len(c.fds); want < 0 || want > have {
+					c.fm.Unlock()
+					return nil, fmt.Errorf("control socket: message names %d descriptors, %d arrived", want, have)
 				}
 				files := make([]*os.File, want)
 				for i := range want {
 					files[i] = os.NewFile(uintptr(c.fds[i]), fmt.Sprintf("fd%d", i))
 				}
 				c.fds = c.fds[want:]
+				c.fm.Unlock()
 				return files, nil
 			}
 		}
@@ -271,7 +276,13 @@ func (c *Conn) fill() error {
 			if perr != nil {
 				continue
 			}
-			c.fds = append(c.fds, fds...)
+			c.fm.Lock()
+			if c.closed {
+				closeFDs(fds) // arrived after Close
+			} else {
+				c.fds = append(c.fds, fds...)
+			}
+			c.fm.Unlock()
 		}
 	}
 	if flags&unix.MSG_CTRUNC != 0 {
@@ -289,11 +300,18 @@ func (c *Conn) fill() error {
 
 // Close closes the socket and any descriptors received but not claimed.
 func (c *Conn) Close() error {
-	for _, fd := range c.fds {
+	c.fm.Lock()
+	closeFDs(c.fds)
+	c.fds = nil
+	c.closed = true
+	c.fm.Unlock()
+	return c.c.Close()
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
 		unix.Close(fd)
 	}
-	c.fds = nil
-	return c.c.Close()
 }
 
 // CloseWrite shuts down the sending half, so the peer reads end of file.
