@@ -2,7 +2,8 @@
 // session, in which every command of the session runs.
 //
 // It owns the sandbox's shape: the namespaces (user, mapped to the unprivileged "keepup" uid
-// 1000 whatever keepup runs as; pid; ipc; uts; network, loopback only; cgroup), the filesystem
+// 1000 whatever keepup runs as; pid; ipc; uts; network, loopback only, with the session's egress
+// proxy at ProxyAddr when Spec.Network reaches one (no resolver: the proxy resolves names); cgroup), the filesystem
 // (read-only /usr and system links, a curated read-only /etc with generated passwd, group and
 // hosts, a fresh /proc and /dev, tmpfs /tmp and home discarded with the session, the grants at
 // their destinations, protected paths of read-write grants kept read-only by binds whether or

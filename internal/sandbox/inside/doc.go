@@ -8,6 +8,9 @@
 //     started ahead of the next command (its start and runtime initialization are then off the
 //     command's path), and kills it when it exits. When the control socket closes
 //     (the session ends, or keepup died) it exits, and with it the sandbox's pid namespace.
+//     When the session has an egress proxy it also listens on the proxy address in the
+//     sandbox's network namespace and joins each connection to one the backend dials on the
+//     host and passes in over the control socket (bridge.go).
 //   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): one per command, which it receives
 //     (with the command's stdio) on the stream socket it inherits as fd 3. It sets the
 //     resource limits, becomes the child subreaper, starts the command under Landlock in its own
