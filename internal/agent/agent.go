@@ -103,6 +103,9 @@ type Config struct {
 	// R2 then denies outright.
 	Guard    *guard.Config
 	Headless bool
+	// ExecNetwork says the session's commands can reach the network (through the egress
+	// proxy, for the hosts allowed): R6 then applies to code execution.
+	ExecNetwork bool
 	// AuditModelContent records the text of model turns in the audit (off by default).
 	AuditModelContent bool
 	// OnEvent receives every event after it is committed to the journal.

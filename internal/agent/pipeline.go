@@ -137,7 +137,7 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 	}
 
 	// The guard (provenance and sinks) first, then policy; the stricter wins.
-	gv := r.rules.Check(r.gctx, call.Action, egressOf(use.Name, input))
+	gv := r.rules.Check(r.gctx, call.Action, egressOf(use.Name, input, r.cfg.ExecNetwork))
 	d := gv.Apply(r.cfg.Decide(call.Action))
 	// "Yes for this task" covers later calls of the same effect, but never a protected path
 	// and never a guard rule: those are confirmed per call and per destination.
@@ -417,9 +417,8 @@ func clip(s string, n int) string {
 }
 
 // egressOf describes what a call would send out, for the guard: a web fetch's URL, a command
-// line's destinations. Commands run with no network today (the sandbox has none), so a bash
-// command sends nothing by itself.
-func egressOf(tool string, input []byte) *guard.Egress {
+// line's destinations (network: the sandbox reaches allowed hosts through the proxy).
+func egressOf(tool string, input []byte, network bool) *guard.Egress {
 	var in struct {
 		URL     string `json:"url"`
 		Command string `json:"command"`
@@ -429,7 +428,7 @@ func egressOf(tool string, input []byte) *guard.Egress {
 	case tool == "web_fetch" && in.URL != "":
 		return guard.FetchEgress(in.URL)
 	case tool == "bash" && in.Command != "":
-		return guard.CommandEgress(in.Command, false)
+		return guard.CommandEgress(in.Command, network)
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Headless {
 		gcfg.Mode = guard.Headless
 	}
+	gcfg.ExecNetwork = gcfg.ExecNetwork || cfg.ExecNetwork
 	r.rules = guard.NewRules(gcfg)
 	r.gctx.AddTrusted("user", cfg.Task.Prompt)
 	rc := cfg.Retry

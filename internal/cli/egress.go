@@ -25,27 +25,48 @@ type sessionEgress struct {
 	client *http.Client
 	ln     net.Listener
 	token  string
+	allows bool // some host is allowed: commands have network access through the proxy
+}
+
+// egressOverrides adjust a session's proxy for `keepup eval`: more rules (after the
+// configuration's), keepup-held credentials, a resolver and dialer that reach only local
+// recorders, and the roots the web client trusts instead of the system's.
+type egressOverrides struct {
+	proxy egress.Config
+	roots *x509.CertPool
 }
 
 // startEgress starts the per-session proxy with the capabilities of the configuration (none by
 // default: every host is refused until a person or the managed policy allows it). A nil st
-// audits nothing (keepup sandbox exec, which has no task).
-func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sessionEgress, error) {
+// audits nothing (keepup sandbox exec, which has no task); over may be nil.
+func startEgress(set *settings, st store.Store, taskID, sessionID string, over *egressOverrides) (*sessionEgress, error) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
-	p, err := egress.New(egress.Config{
-		Rules: set.loaded.EgressRules(),
-		Token: token,
-		Audit: func(e egress.Entry) {
-			if st == nil {
-				return
-			}
-			_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
-				Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
-			}}})
-		},
-	})
+	cfg := egress.Config{Rules: set.loaded.EgressRules()}
+	var roots *x509.CertPool
+	if over != nil {
+		base := over.proxy
+		base.Rules = append(cfg.Rules, base.Rules...)
+		cfg = base
+		if over.roots != nil {
+			roots = over.roots.Clone()
+		}
+	}
+	cfg.Token = token
+	allows := false
+	for _, r := range cfg.Rules {
+		allows = allows || !r.Deny
+	}
+	cfg.Audit = func(e egress.Entry) {
+		if st == nil {
+			return
+		}
+		_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
+			Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
+		}}})
+	}
+	p, err := egress.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("egress: %v", err)
 	}
@@ -54,9 +75,10 @@ func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sess
 		return nil, fmt.Errorf("egress proxy: %v", err)
 	}
 	go p.Serve(ln)
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
+	if roots == nil {
+		if roots, err = x509.SystemCertPool(); err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
 	}
 	roots.AppendCertsFromPEM(p.CAPEM())
 	proxyURL := &url.URL{Scheme: "http", Host: ln.Addr().String(), User: url.UserPassword("keepup", token)}
@@ -77,7 +99,7 @@ func startEgress(set *settings, st store.Store, taskID, sessionID string) (*sess
 			return nil
 		},
 	}
-	return &sessionEgress{proxy: p, client: client, ln: ln, token: token}, nil
+	return &sessionEgress{proxy: p, client: client, ln: ln, token: token, allows: allows}, nil
 }
 
 // network is how the session's sandbox reaches the proxy: the backend dials its loopback

@@ -1,34 +1,18 @@
 package cli
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/keepup/keepup/internal/agent"
-	"github.com/keepup/keepup/internal/audit"
-	"github.com/keepup/keepup/internal/egress"
 	"github.com/keepup/keepup/internal/eval"
 	"github.com/keepup/keepup/internal/policy"
-	"github.com/keepup/keepup/internal/scope"
-	"github.com/keepup/keepup/internal/store"
-	"github.com/keepup/keepup/internal/store/sqlite"
 	"github.com/keepup/keepup/internal/task"
-	"github.com/keepup/keepup/internal/tool"
 )
 
 const evalUsage = "usage: keepup eval injection DIR [--json] [--parallel N]"
@@ -177,157 +161,17 @@ func evalRunner(st *State) eval.Runner {
 	}
 }
 
-// runEvalTask is runTask (run.go) for one evaluation case: approvals deny, the bubblewrap
-// sandbox, one grant "work", and an egress proxy configured by the case (its Resolve and Dial
-// reach only the case's recorder). Keep it in step with runTask.
+// runEvalTask runs one evaluation case through runTask: approvals deny, the bubblewrap
+// sandbox, one grant "work", and the session's egress proxy adjusted by the case (its resolver
+// and dialer reach only the case's recorder, whose CA the web client trusts).
 func runEvalTask(st *State, t eval.Task) (*task.Task, error) {
-	set, err := loadSettings(st)
-	if err != nil {
-		return nil, err
-	}
-	mode := policy.ModeDeny
-	if err := set.policy.CheckMode(mode); err != nil {
-		return nil, &exitError{code: ExitRefused, msg: oneLine(err.Error())}
-	}
-	gr, err := scope.ParseGrant("work=" + t.Grant + ":rw")
-	if err != nil {
-		return nil, usagef("grant: %v", err)
-	}
-	spec := "script:" + t.ScriptPath
-	prov, window, err := openModel(spec, st.Getenv, set)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	backend, err := openBackend(st, set, "")
-	if err != nil {
-		return nil, err
-	}
-	sid := scope.NewID()
-	sess, err := scope.Open(scope.Config{
-		ID:         sid,
-		Grants:     []scope.Grant{gr},
-		Outputs:    filepath.Join(set.home, "outputs", sid),
-		Uploads:    t.Uploads,
-		UploadsDir: filepath.Join(set.home, "uploads", sid),
-		Home:       set.home,
+	return runTask(st, runOptions{
+		prompt:    t.Prompt,
+		grants:    []string{"work=" + t.Grant + ":rw"},
+		uploads:   t.Uploads,
+		model:     "script:" + t.ScriptPath,
+		approvals: string(policy.ModeDeny),
+		egress:    &egressOverrides{proxy: t.Egress, roots: t.RootCAs},
+		onEvent:   t.OnEvent,
 	})
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	defer sess.Close()
-	_ = os.Chmod(set.home, 0o700)
-	if err := ensureHome(set.home); err != nil {
-		return nil, err
-	}
-	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(set.home, "keepup.db")})
-	if err != nil {
-		return nil, usagef("database %s: %v", filepath.Join(set.home, "keepup.db"), err)
-	}
-	defer db.Close()
-	if err := os.MkdirAll(filepath.Join(sess.Mount(scope.OutputsName).Path, ".keepup", "bash"), 0o755); err != nil {
-		return nil, err
-	}
-	ctx, stop := st.Context()
-	defer stop()
-	sb, err := backend.Start(ctx, sandboxSpec(sess))
-	if err != nil {
-		return nil, usagef("the sandbox cannot start, so the task does not run: %s (run 'keepup doctor')", oneLine(err.Error()))
-	}
-	defer sb.Close()
-	reg, err := tool.NewRegistry(tool.Builtins()...)
-	if err != nil {
-		return nil, err
-	}
-	tk := &task.Task{
-		ID:        newTaskID(),
-		Session:   sid,
-		Prompt:    t.Prompt,
-		Model:     spec,
-		Approvals: string(mode),
-		Outputs:   sess.Mount(scope.OutputsName).Path,
-	}
-	for _, m := range sess.Mounts {
-		tk.Grants = append(tk.Grants, task.Grant{Name: m.Name, Path: m.Path, Mode: string(m.Mode)})
-	}
-	cfg := t.Egress
-	// The configuration's capabilities apply too, as in a real run (deny rules first).
-	cfg.Rules = append(set.loaded.EgressRules(), cfg.Rules...)
-	web, closeWeb, err := startEvalEgress(cfg, t.RootCAs, db, tk.ID, sid)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	defer closeWeb()
-	person := &terminalPerson{in: bufio.NewReader(strings.NewReader("")), out: io.Discard, headless: true}
-	r, err := agent.New(agent.Config{
-		Store:             db,
-		Provider:          prov,
-		Tools:             reg,
-		Decide:            func(a policy.Action) policy.Decision { return set.policy.Decide(a, mode) },
-		Person:            person,
-		Session:           sess,
-		Sandbox:           sb,
-		Web:               web,
-		Headless:          true,
-		Task:              tk,
-		ContextWindow:     window,
-		AuditModelContent: set.auditModelContent,
-		OnEvent:           t.OnEvent,
-	})
-	if err != nil {
-		return nil, err
-	}
-	final, err := r.Run(ctx)
-	if err != nil {
-		return final, fmt.Errorf("task %s: %w", tk.ID, err)
-	}
-	return final, nil
-}
-
-// startEvalEgress is startEgress (egress.go) with the case's proxy configuration and the
-// recorder's CA trusted by the client. Keep it in step with startEgress.
-func startEvalEgress(cfg egress.Config, extraRoots *x509.CertPool, st store.Store, taskID, sessionID string) (*http.Client, func(), error) {
-	tok := make([]byte, 16)
-	_, _ = rand.Read(tok)
-	cfg.Token = hex.EncodeToString(tok)
-	cfg.Audit = func(e egress.Entry) {
-		_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
-			Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
-		}}})
-	}
-	p, err := egress.New(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("egress: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, fmt.Errorf("egress proxy: %v", err)
-	}
-	go p.Serve(ln)
-	roots := x509.NewCertPool()
-	if extraRoots != nil {
-		roots = extraRoots.Clone()
-	}
-	roots.AppendCertsFromPEM(p.CAPEM())
-	proxyURL := &url.URL{Scheme: "http", Host: ln.Addr().String(), User: url.UserPassword("keepup", cfg.Token)}
-	tr := &http.Transport{
-		Proxy:               http.ProxyURL(proxyURL),
-		TLSClientConfig:     newTLSConfig(roots),
-		TLSHandshakeTimeout: 30 * time.Second,
-		MaxIdleConns:        4,
-	}
-	client := &http.Client{
-		Transport: tr,
-		Timeout:   time.Minute,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return fmt.Errorf("stopped after %d redirects", len(via))
-			}
-			return nil
-		},
-	}
-	return client, func() {
-		client.CloseIdleConnections()
-		p.Close()
-		ln.Close()
-	}, nil
 }

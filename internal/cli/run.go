@@ -38,6 +38,10 @@ type runOptions struct {
 	json      bool
 	maxTurns  int
 	sandbox   string // "" (bubblewrap) or "none"
+	// egress adjusts the session's proxy (keepup eval); nil: the configuration's alone.
+	egress *egressOverrides
+	// onEvent, when set, receives the events instead of the terminal or --json output.
+	onEvent func(event.Event)
 	// quietSummary leaves the closing lines to the caller (demo).
 	quiet bool
 }
@@ -163,7 +167,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return nil, err
 	}
 	taskID := newTaskID()
-	eg, err := startEgress(set, db, taskID, sid)
+	eg, err := startEgress(set, db, taskID, sid, o.egress)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -197,7 +201,9 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	prog := newProgress(st.Stdout, st.TTY)
 	var onEvent func(event.Event)
 	var onText func(string)
-	if o.json {
+	if o.onEvent != nil {
+		onEvent = o.onEvent
+	} else if o.json {
 		enc := json.NewEncoder(st.Stdout)
 		onEvent = func(e event.Event) { _ = enc.Encode(e) }
 	} else if !o.quiet {
@@ -221,6 +227,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		Sandbox:           sb,
 		Web:               eg.client,
 		Headless:          mode == policy.ModeDeny,
+		ExecNetwork:       eg.allows,
 		Task:              t,
 		Budgets:           agent.Budgets{MaxTurns: o.maxTurns},
 		ContextWindow:     window,

@@ -107,7 +107,7 @@ func cmdSandboxExec(st *State, args []string) error {
 	}
 	defer sess.Close()
 	// The session's egress proxy, as for a task (without audit: there is no task).
-	eg, err := startEgress(set, nil, "", sid)
+	eg, err := startEgress(set, nil, "", sid, nil)
 	if err != nil {
 		return usagef("%v", err)
 	}
