@@ -495,7 +495,7 @@ func decodeManagedSandbox(raw json.RawMessage, path string) (ManagedSandbox, err
 }
 
 // decodeEgress reads {"allow": [...], "deny": [...]}: host patterns, each checked the way the
-// egress proxy will read it (egress.ParseHost).
+// egress proxy will read it (egress.ParseHostRule).
 func decodeEgress(raw json.RawMessage, path string) (Egress, error) {
 	var e Egress
 	members, err := object(raw, path)
