@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keepup/keepup/internal/model"
+	"github.com/keepup/keepup/internal/model/modeltest"
 )
 
 // fakeProvider returns errs in order, then a response.
@@ -52,18 +53,6 @@ func (a *alwaysFail) Complete(ctx context.Context, req model.Request) (*model.Re
 	return nil, a.err
 }
 
-type sleepRecorder struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (s *sleepRecorder) Sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.waits = append(s.waits, d)
-	return ctx.Err()
-}
-
 func retryable(code int) *model.Error {
 	return &model.Error{Provider: "fake", StatusCode: code, Retryable: model.RetryableStatus(code), Err: errors.New("boom")}
 }
@@ -79,7 +68,7 @@ func TestWithRetryKeepsNameAndModel(t *testing.T) {
 func TestWithRetrySucceedsAfterRetryableErrors(t *testing.T) {
 	t.Parallel()
 	fp := &fakeProvider{errs: []error{retryable(429), retryable(500), retryable(529), retryable(408), &model.Error{Provider: "fake", Retryable: true, Err: io.ErrUnexpectedEOF}}}
-	var sr sleepRecorder
+	var sr modeltest.Sleeps
 	var retries []int
 	p := model.WithRetry(fp, model.RetryConfig{
 		MaxAttempts: 6,
@@ -97,14 +86,14 @@ func TestWithRetrySucceedsAfterRetryableErrors(t *testing.T) {
 	if fp.calls != 6 {
 		t.Fatalf("calls = %d, want 6", fp.calls)
 	}
-	if len(sr.waits) != 5 || fmt.Sprint(retries) != "[1 2 3 4 5]" {
-		t.Fatalf("waits = %v, OnRetry attempts = %v", sr.waits, retries)
+	if len(sr.Waits()) != 5 || fmt.Sprint(retries) != "[1 2 3 4 5]" {
+		t.Fatalf("waits = %v, OnRetry attempts = %v", sr.Waits(), retries)
 	}
 }
 
 func TestWithRetryBackoffGrows(t *testing.T) {
 	t.Parallel()
-	var sr sleepRecorder
+	var sr modeltest.Sleeps
 	p := model.WithRetry(&alwaysFail{err: retryable(503)}, model.RetryConfig{
 		Sleep: sr.Sleep,
 		Rand:  func() float64 { return 0.999999 },
@@ -115,15 +104,15 @@ func TestWithRetryBackoffGrows(t *testing.T) {
 	}
 	// Defaults: 5 attempts, base 500ms: ceilings 500ms, 1s, 2s, 4s.
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
-	if len(sr.waits) != len(want) {
-		t.Fatalf("waits = %v", sr.waits)
+	if len(sr.Waits()) != len(want) {
+		t.Fatalf("waits = %v", sr.Waits())
 	}
-	for i, w := range sr.waits {
+	for i, w := range sr.Waits() {
 		if w > want[i] || w < want[i]*99/100 {
 			t.Errorf("wait %d = %v, want just under %v", i, w, want[i])
 		}
-		if i > 0 && w <= sr.waits[i-1] {
-			t.Errorf("wait %d = %v did not grow from %v", i, w, sr.waits[i-1])
+		if i > 0 && w <= sr.Waits()[i-1] {
+			t.Errorf("wait %d = %v did not grow from %v", i, w, sr.Waits()[i-1])
 		}
 	}
 }
@@ -131,7 +120,7 @@ func TestWithRetryBackoffGrows(t *testing.T) {
 func TestWithRetryJitterBoundedByMaxDelay(t *testing.T) {
 	t.Parallel()
 	for _, rnd := range []func() float64{nil, func() float64 { return 1 }, func() float64 { return 0 }} {
-		var sr sleepRecorder
+		var sr modeltest.Sleeps
 		p := model.WithRetry(&alwaysFail{err: retryable(500)}, model.RetryConfig{
 			MaxAttempts: 20,
 			BaseDelay:   time.Second,
@@ -142,16 +131,16 @@ func TestWithRetryJitterBoundedByMaxDelay(t *testing.T) {
 		if _, err := p.Complete(context.Background(), model.Request{}); err == nil {
 			t.Fatal("want error")
 		}
-		if len(sr.waits) != 19 {
-			t.Fatalf("waits = %d, want 19", len(sr.waits))
+		if len(sr.Waits()) != 19 {
+			t.Fatalf("waits = %d, want 19", len(sr.Waits()))
 		}
-		for i, w := range sr.waits {
+		for i, w := range sr.Waits() {
 			if w < 0 || w > 3*time.Second {
 				t.Errorf("wait %d = %v outside [0, 3s]", i, w)
 			}
 		}
-		if rnd != nil && rnd() == 1 && sr.waits[18] != 3*time.Second {
-			t.Errorf("with Rand=1 the late waits should sit at MaxDelay, got %v", sr.waits[18])
+		if rnd != nil && rnd() == 1 && sr.Waits()[18] != 3*time.Second {
+			t.Errorf("with Rand=1 the late waits should sit at MaxDelay, got %v", sr.Waits()[18])
 		}
 	}
 }
@@ -159,11 +148,11 @@ func TestWithRetryJitterBoundedByMaxDelay(t *testing.T) {
 func TestWithRetryMaxAttempts(t *testing.T) {
 	t.Parallel()
 	fp := &alwaysFail{err: retryable(429)}
-	var sr sleepRecorder
+	var sr modeltest.Sleeps
 	p := model.WithRetry(fp, model.RetryConfig{MaxAttempts: 3, Sleep: sr.Sleep})
 	_, err := p.Complete(context.Background(), model.Request{})
-	if fp.calls != 3 || len(sr.waits) != 2 {
-		t.Fatalf("calls = %d waits = %d, want 3 and 2", fp.calls, len(sr.waits))
+	if fp.calls != 3 || len(sr.Waits()) != 2 {
+		t.Fatalf("calls = %d waits = %d, want 3 and 2", fp.calls, len(sr.Waits()))
 	}
 	var me *model.Error
 	if !errors.As(err, &me) || me.StatusCode != 429 {
@@ -182,14 +171,14 @@ func TestWithRetryNonRetryableReturnsAtOnce(t *testing.T) {
 		fmt.Errorf("anthropic: %w", context.Canceled),
 	} {
 		fp := &alwaysFail{err: e}
-		var sr sleepRecorder
+		var sr modeltest.Sleeps
 		p := model.WithRetry(fp, model.RetryConfig{Sleep: sr.Sleep})
 		_, err := p.Complete(context.Background(), model.Request{})
 		if !errors.Is(err, e) {
 			t.Errorf("err = %v, want %v", err, e)
 		}
-		if fp.calls != 1 || len(sr.waits) != 0 {
-			t.Errorf("%v: calls = %d waits = %v, want 1 call and no wait", e, fp.calls, sr.waits)
+		if fp.calls != 1 || len(sr.Waits()) != 0 {
+			t.Errorf("%v: calls = %d waits = %v, want 1 call and no wait", e, fp.calls, sr.Waits())
 		}
 	}
 }
@@ -199,13 +188,13 @@ func TestWithRetryHonoursRetryAfter(t *testing.T) {
 	e := retryable(429)
 	e.RetryAfter = 7 * time.Second
 	fp := &fakeProvider{errs: []error{e}}
-	var sr sleepRecorder
+	var sr modeltest.Sleeps
 	p := model.WithRetry(fp, model.RetryConfig{Sleep: sr.Sleep, Rand: func() float64 { return 0.1 }})
 	if _, err := p.Complete(context.Background(), model.Request{}); err != nil {
 		t.Fatal(err)
 	}
-	if len(sr.waits) != 1 || sr.waits[0] < 7*time.Second {
-		t.Fatalf("waits = %v, want one wait >= 7s", sr.waits)
+	if len(sr.Waits()) != 1 || sr.Waits()[0] < 7*time.Second {
+		t.Fatalf("waits = %v, want one wait >= 7s", sr.Waits())
 	}
 }
 
@@ -214,7 +203,7 @@ func TestWithRetryRetryAfterTooLong(t *testing.T) {
 	e := retryable(429)
 	e.RetryAfter = 10 * time.Minute
 	fp := &alwaysFail{err: e}
-	var sr sleepRecorder
+	var sr modeltest.Sleeps
 	p := model.WithRetry(fp, model.RetryConfig{Sleep: sr.Sleep})
 	_, err := p.Complete(context.Background(), model.Request{})
 	if err == nil || !errors.Is(err, e) {
@@ -223,8 +212,8 @@ func TestWithRetryRetryAfterTooLong(t *testing.T) {
 	if !strings.Contains(err.Error(), "retry after 10m0s") || !strings.Contains(err.Error(), "2m0s") {
 		t.Fatalf("err = %q, want it to name the asked and allowed waits", err)
 	}
-	if fp.calls != 1 || len(sr.waits) != 0 {
-		t.Fatalf("calls = %d waits = %v", fp.calls, sr.waits)
+	if fp.calls != 1 || len(sr.Waits()) != 0 {
+		t.Fatalf("calls = %d waits = %v", fp.calls, sr.Waits())
 	}
 }
 

@@ -7,71 +7,27 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/model/anthropic"
+	"github.com/keepup/keepup/internal/model/modeltest"
 )
 
-// server is a loopback stand-in for the Messages API. Each request is served by the next
-// handler in turn; the last one serves every request after it.
-type server struct {
-	t        *testing.T
-	srv      *httptest.Server
-	mu       sync.Mutex
-	handlers []http.HandlerFunc
-	bodies   []map[string]any
-	headers  []http.Header
-	paths    []string
-}
+// server is the shared recording loopback server with this provider's constructor.
+type server struct{ *modeltest.Server }
 
 func newServer(t *testing.T, handlers ...http.HandlerFunc) *server {
 	t.Helper()
-	s := &server{t: t, handlers: handlers}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *server) serve(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.t.Errorf("reading request body: %v", err)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		s.t.Errorf("request body is not JSON: %v: %s", err, raw)
-	}
-	s.mu.Lock()
-	n := len(s.bodies)
-	s.bodies = append(s.bodies, body)
-	s.headers = append(s.headers, r.Header.Clone())
-	s.paths = append(s.paths, r.URL.Path)
-	h := s.handlers[min(n, len(s.handlers)-1)]
-	s.mu.Unlock()
-	h(w, r)
-}
-
-func (s *server) requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.bodies)
-}
-
-func (s *server) body(i int) map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bodies[i]
+	return &server{modeltest.NewServer(t, handlers...)}
 }
 
 func (s *server) provider(t *testing.T) *anthropic.Provider {
 	t.Helper()
-	p, err := anthropic.New(anthropic.Config{Model: "claude-test", APIKey: "sk-test", BaseURL: s.srv.URL})
+	p, err := anthropic.New(anthropic.Config{Model: "claude-test", APIKey: "sk-test", BaseURL: s.URL})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -110,16 +66,7 @@ func httpError(status int, typ, msg string, header map[string]string) http.Handl
 
 // cut writes events, then drops the connection in the middle of the chunked response.
 func cut(events ...event) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		writeEvents(w, events)
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		conn.Close()
-	}
+	return modeltest.Cut(func(w http.ResponseWriter) { writeEvents(w, events) })
 }
 
 func messageStart(inputTokens int) event {
@@ -189,28 +136,6 @@ func basicRequest() model.Request {
 	}
 }
 
-// recordSleep is a RetryConfig.Sleep that records the waits instead of sleeping.
-type recordSleep struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (r *recordSleep) sleep(ctx context.Context, d time.Duration) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.waits = append(r.waits, d)
-	return ctx.Err()
-}
-
-func jsonOf(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -273,20 +198,20 @@ func TestStreamTextAndToolCall(t *testing.T) {
 	}
 
 	// What went over the wire.
-	if s.paths[0] != "/v1/messages" {
-		t.Errorf("path = %q", s.paths[0])
+	if s.Path(0) != "/v1/messages" {
+		t.Errorf("path = %q", s.Path(0))
 	}
-	if got := s.headers[0].Get("Authorization"); got != "Bearer sk-test" {
+	if got := s.Header(0).Get("Authorization"); got != "Bearer sk-test" {
 		t.Errorf("Authorization = %q", got)
 	}
-	body := s.body(0)
+	body := s.Body(0)
 	if body["model"] != "claude-test" || body["max_tokens"] != float64(8192) || body["stream"] != true {
 		t.Errorf("model/max_tokens/stream = %v/%v/%v", body["model"], body["max_tokens"], body["stream"])
 	}
-	if got, want := jsonOf(t, body["system"]), `[{"text":"You are terse.","type":"text"}]`; got != want {
+	if got, want := modeltest.JSON(t, body["system"]), `[{"text":"You are terse.","type":"text"}]`; got != want {
 		t.Errorf("system = %s, want %s", got, want)
 	}
-	if got, want := jsonOf(t, body["messages"]), `[{"content":[{"text":"Read notes.txt","type":"text"}],"role":"user"}]`; got != want {
+	if got, want := modeltest.JSON(t, body["messages"]), `[{"content":[{"text":"Read notes.txt","type":"text"}],"role":"user"}]`; got != want {
 		t.Errorf("messages = %s, want %s", got, want)
 	}
 	tools, _ := body["tools"].([]any)
@@ -300,7 +225,7 @@ func TestStreamTextAndToolCall(t *testing.T) {
 	var wantSchema any
 	_ = json.Unmarshal(readFileSchema, &wantSchema)
 	if !reflect.DeepEqual(tool["input_schema"], wantSchema) {
-		t.Errorf("input_schema = %s, want %s", jsonOf(t, tool["input_schema"]), readFileSchema)
+		t.Errorf("input_schema = %s, want %s", modeltest.JSON(t, tool["input_schema"]), readFileSchema)
 	}
 }
 
@@ -339,7 +264,7 @@ func TestHistoryRoundTrip(t *testing.T) {
 		t.Errorf("second = %+v", second)
 	}
 
-	got := jsonOf(t, s.body(1)["messages"])
+	got := modeltest.JSON(t, s.Body(1)["messages"])
 	want := `[` +
 		`{"content":[{"text":"Read notes.txt","type":"text"}],"role":"user"},` +
 		`{"content":[{"text":"Hello, world","type":"text"},{"id":"toolu_01","input":{"path":"notes.txt"},"name":"read_file","type":"tool_use"}],"role":"assistant"},` +
@@ -358,21 +283,21 @@ func TestRateLimitRetryAfter(t *testing.T) {
 		httpError(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", map[string]string{"retry-after": "2"}),
 		sse(simpleText("ok")...),
 	)
-	var sleeps recordSleep
+	var sleeps modeltest.Sleeps
 	var retried []error
 	p := model.WithRetry(s.provider(t), model.RetryConfig{
-		Sleep:   sleeps.sleep,
+		Sleep:   sleeps.Sleep,
 		OnRetry: func(_ int, err error, _ time.Duration) { retried = append(retried, err) },
 	})
 	resp, err := p.Complete(context.Background(), basicRequest())
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
-	if resp.Message.Text() != "ok" || s.requests() != 2 {
-		t.Fatalf("text %q after %d requests", resp.Message.Text(), s.requests())
+	if resp.Message.Text() != "ok" || s.Requests() != 2 {
+		t.Fatalf("text %q after %d requests", resp.Message.Text(), s.Requests())
 	}
-	if len(sleeps.waits) != 1 || sleeps.waits[0] < 2*time.Second {
-		t.Fatalf("waits = %v, want one >= 2s", sleeps.waits)
+	if len(sleeps.Waits()) != 1 || sleeps.Waits()[0] < 2*time.Second {
+		t.Fatalf("waits = %v, want one >= 2s", sleeps.Waits())
 	}
 	var me *model.Error
 	if len(retried) != 1 || !errors.As(retried[0], &me) {
@@ -407,14 +332,14 @@ func TestRetryAfterHTTPDateAndMillis(t *testing.T) {
 func TestServerErrorThenSuccess(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, httpError(500, "api_error", "Internal server error", nil), sse(simpleText("fine")...))
-	var sleeps recordSleep
-	p := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.sleep})
+	var sleeps modeltest.Sleeps
+	p := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.Sleep})
 	resp, err := p.Complete(context.Background(), basicRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Message.Text() != "fine" || s.requests() != 2 || len(sleeps.waits) != 1 {
-		t.Fatalf("text %q, %d requests, waits %v", resp.Message.Text(), s.requests(), sleeps.waits)
+	if resp.Message.Text() != "fine" || s.Requests() != 2 || len(sleeps.Waits()) != 1 {
+		t.Fatalf("text %q, %d requests, waits %v", resp.Message.Text(), s.Requests(), sleeps.Waits())
 	}
 }
 
@@ -427,8 +352,8 @@ func TestOverloadedThenSuccess(t *testing.T) {
 	if !errors.As(err, &me) || me.StatusCode != 529 || !me.Retryable {
 		t.Fatalf("err = %v", err)
 	}
-	var sleeps recordSleep
-	resp, err := model.WithRetry(p, model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+	var sleeps modeltest.Sleeps
+	resp, err := model.WithRetry(p, model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 	if err != nil || resp.Message.Text() != "fine" {
 		t.Fatalf("resp = %+v, err = %v", resp, err)
 	}
@@ -448,8 +373,8 @@ func TestOverloadedErrorEventMidStream(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	t.Logf("error event: %v", err)
-	var sleeps recordSleep
-	resp, err := model.WithRetry(p, model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+	var sleeps modeltest.Sleeps
+	resp, err := model.WithRetry(p, model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 	if err != nil || resp.Message.Text() != "Hello" {
 		t.Fatalf("resp = %+v, err = %v", resp, err)
 	}
@@ -469,16 +394,16 @@ func TestStreamCutMidMessage(t *testing.T) {
 	t.Logf("cut stream: %v", err)
 
 	s2 := newServer(t, cut(half...), sse(textAndTool()...))
-	var sleeps recordSleep
+	var sleeps modeltest.Sleeps
 	var deltas []string
 	req := basicRequest()
 	req.OnText = func(d string) { deltas = append(deltas, d) }
-	resp, err := model.WithRetry(s2.provider(t), model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), req)
+	resp, err := model.WithRetry(s2.provider(t), model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Message.Text() != "Hello, world" || len(resp.Message.ToolUses()) != 1 || s2.requests() != 2 {
-		t.Fatalf("resp = %+v after %d requests", resp, s2.requests())
+	if resp.Message.Text() != "Hello, world" || len(resp.Message.ToolUses()) != 1 || s2.Requests() != 2 {
+		t.Fatalf("resp = %+v after %d requests", resp, s2.Requests())
 	}
 	// The cut attempt's deltas were delivered before the retry replayed them (documented).
 	if strings.Join(deltas, "") != "Hello, worldHello, world" {
@@ -529,14 +454,14 @@ func TestBadRequestNotRetried(t *testing.T) {
 	t.Parallel()
 	for _, code := range []int{400, 401, 403, 404} {
 		s := newServer(t, httpError(code, "invalid_request_error", "messages: field required", nil))
-		var sleeps recordSleep
-		_, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+		var sleeps modeltest.Sleeps
+		_, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 		var me *model.Error
 		if !errors.As(err, &me) || me.StatusCode != code || me.Retryable {
 			t.Errorf("%d: err = %v", code, err)
 		}
-		if s.requests() != 1 || len(sleeps.waits) != 0 {
-			t.Errorf("%d: server saw %d requests, waits %v; want exactly 1 and none", code, s.requests(), sleeps.waits)
+		if s.Requests() != 1 || len(sleeps.Waits()) != 0 {
+			t.Errorf("%d: server saw %d requests, waits %v; want exactly 1 and none", code, s.Requests(), sleeps.Waits())
 		}
 	}
 }
@@ -584,15 +509,15 @@ func TestContextCancelledMidStream(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v to return", d)
 	}
-	if s.requests() != 1 {
-		t.Fatalf("requests = %d, want 1", s.requests())
+	if s.Requests() != 1 {
+		t.Fatalf("requests = %d, want 1", s.Requests())
 	}
 }
 
 func TestRequestMaxTokensAndNoTools(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, sse(simpleText("hi")...))
-	p, err := anthropic.New(anthropic.Config{Model: "claude-test", APIKey: "k", BaseURL: s.srv.URL + "/", MaxTokens: 1000})
+	p, err := anthropic.New(anthropic.Config{Model: "claude-test", APIKey: "k", BaseURL: s.URL + "/", MaxTokens: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +532,7 @@ func TestRequestMaxTokensAndNoTools(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	b0, b1 := s.body(0), s.body(1)
+	b0, b1 := s.Body(0), s.Body(1)
 	if b0["max_tokens"] != float64(1000) || b1["max_tokens"] != float64(77) {
 		t.Errorf("max_tokens = %v, %v", b0["max_tokens"], b1["max_tokens"])
 	}
@@ -628,8 +553,8 @@ func TestBadSchemaIsNotRetryable(t *testing.T) {
 	if !errors.As(err, &me) || me.Retryable || !strings.Contains(err.Error(), "read_file") {
 		t.Fatalf("err = %v", err)
 	}
-	if s.requests() != 0 {
-		t.Fatalf("requests = %d", s.requests())
+	if s.Requests() != 0 {
+		t.Fatalf("requests = %d", s.Requests())
 	}
 }
 

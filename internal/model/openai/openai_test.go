@@ -7,71 +7,27 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keepup/keepup/internal/model"
+	"github.com/keepup/keepup/internal/model/modeltest"
 	"github.com/keepup/keepup/internal/model/openai"
 )
 
-// server is a loopback stand-in for a Chat Completions endpoint. Each request is served by the
-// next handler in turn; the last one serves every request after it.
-type server struct {
-	t        *testing.T
-	srv      *httptest.Server
-	mu       sync.Mutex
-	handlers []http.HandlerFunc
-	bodies   []map[string]any
-	headers  []http.Header
-	paths    []string
-}
+// server is the shared recording loopback server with this provider's constructor.
+type server struct{ *modeltest.Server }
 
 func newServer(t *testing.T, handlers ...http.HandlerFunc) *server {
 	t.Helper()
-	s := &server{t: t, handlers: handlers}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *server) serve(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.t.Errorf("reading request body: %v", err)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		s.t.Errorf("request body is not JSON: %v: %s", err, raw)
-	}
-	s.mu.Lock()
-	n := len(s.bodies)
-	s.bodies = append(s.bodies, body)
-	s.headers = append(s.headers, r.Header.Clone())
-	s.paths = append(s.paths, r.URL.Path)
-	h := s.handlers[min(n, len(s.handlers)-1)]
-	s.mu.Unlock()
-	h(w, r)
-}
-
-func (s *server) requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.bodies)
-}
-
-func (s *server) body(i int) map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bodies[i]
+	return &server{modeltest.NewServer(t, handlers...)}
 }
 
 func (s *server) provider(t *testing.T) *openai.Provider {
 	t.Helper()
-	p, err := openai.New(openai.Config{Model: "gpt-test", APIKey: "sk-test", BaseURL: s.srv.URL + "/v1"})
+	p, err := openai.New(openai.Config{Model: "gpt-test", APIKey: "sk-test", BaseURL: s.URL + "/v1"})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -106,16 +62,7 @@ func httpError(status int, typ, code, msg string, header map[string]string) http
 
 // cut writes chunks, then drops the connection in the middle of the chunked response.
 func cut(chunks ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		writeChunks(w, chunks)
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		conn.Close()
-	}
+	return modeltest.Cut(func(w http.ResponseWriter) { writeChunks(w, chunks) })
 }
 
 // chunk is one chat.completion.chunk with the given choice delta and finish reason.
@@ -179,27 +126,6 @@ func basicRequest() model.Request {
 		Messages: []model.Message{{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: "Read notes.txt"}}}},
 		Tools:    []model.ToolSpec{{Name: "read_file", Description: "Read a file.", InputSchema: readFileSchema}},
 	}
-}
-
-type recordSleep struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (r *recordSleep) sleep(ctx context.Context, d time.Duration) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.waits = append(r.waits, d)
-	return ctx.Err()
-}
-
-func jsonOf(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func TestNewValidates(t *testing.T) {
@@ -267,17 +193,17 @@ func TestStreamTextAndToolCall(t *testing.T) {
 		t.Errorf("model = %q", resp.Model)
 	}
 
-	if s.paths[0] != "/v1/chat/completions" {
-		t.Errorf("path = %q", s.paths[0])
+	if s.Path(0) != "/v1/chat/completions" {
+		t.Errorf("path = %q", s.Path(0))
 	}
-	if got := s.headers[0].Get("Authorization"); got != "Bearer sk-test" {
+	if got := s.Header(0).Get("Authorization"); got != "Bearer sk-test" {
 		t.Errorf("Authorization = %q", got)
 	}
-	body := s.body(0)
+	body := s.Body(0)
 	if body["model"] != "gpt-test" || body["stream"] != true {
 		t.Errorf("model/stream = %v/%v", body["model"], body["stream"])
 	}
-	if got := jsonOf(t, body["stream_options"]); got != `{"include_usage":true}` {
+	if got := modeltest.JSON(t, body["stream_options"]); got != `{"include_usage":true}` {
 		t.Errorf("stream_options = %s", got)
 	}
 	for _, k := range []string{"max_tokens", "max_completion_tokens"} {
@@ -286,7 +212,7 @@ func TestStreamTextAndToolCall(t *testing.T) {
 		}
 	}
 	want := `[{"content":"You are terse.","role":"system"},{"content":"Read notes.txt","role":"user"}]`
-	if got := jsonOf(t, body["messages"]); got != want {
+	if got := modeltest.JSON(t, body["messages"]); got != want {
 		t.Errorf("messages = %s, want %s", got, want)
 	}
 	tools, _ := body["tools"].([]any)
@@ -301,7 +227,7 @@ func TestStreamTextAndToolCall(t *testing.T) {
 	var wantSchema any
 	_ = json.Unmarshal(readFileSchema, &wantSchema)
 	if !reflect.DeepEqual(fn["parameters"], wantSchema) {
-		t.Errorf("parameters = %s, want %s", jsonOf(t, fn["parameters"]), readFileSchema)
+		t.Errorf("parameters = %s, want %s", modeltest.JSON(t, fn["parameters"]), readFileSchema)
 	}
 }
 
@@ -338,7 +264,7 @@ func TestHistoryRoundTrip(t *testing.T) {
 		t.Errorf("second = %+v", second)
 	}
 
-	got := jsonOf(t, s.body(1)["messages"])
+	got := modeltest.JSON(t, s.Body(1)["messages"])
 	want := `[` +
 		`{"content":"You are terse.","role":"system"},` +
 		`{"content":"Read notes.txt","role":"user"},` +
@@ -360,21 +286,21 @@ func TestRateLimitRetryAfter(t *testing.T) {
 		httpError(429, "requests", "rate_limit_exceeded", "Rate limit reached for gpt-test", map[string]string{"retry-after": "2"}),
 		sse(simpleText("ok")...),
 	)
-	var sleeps recordSleep
+	var sleeps modeltest.Sleeps
 	var retried []error
 	p := model.WithRetry(s.provider(t), model.RetryConfig{
-		Sleep:   sleeps.sleep,
+		Sleep:   sleeps.Sleep,
 		OnRetry: func(_ int, err error, _ time.Duration) { retried = append(retried, err) },
 	})
 	resp, err := p.Complete(context.Background(), basicRequest())
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
-	if resp.Message.Text() != "ok" || s.requests() != 2 {
-		t.Fatalf("text %q after %d requests", resp.Message.Text(), s.requests())
+	if resp.Message.Text() != "ok" || s.Requests() != 2 {
+		t.Fatalf("text %q after %d requests", resp.Message.Text(), s.Requests())
 	}
-	if len(sleeps.waits) != 1 || sleeps.waits[0] < 2*time.Second {
-		t.Fatalf("waits = %v, want one >= 2s", sleeps.waits)
+	if len(sleeps.Waits()) != 1 || sleeps.Waits()[0] < 2*time.Second {
+		t.Fatalf("waits = %v, want one >= 2s", sleeps.Waits())
 	}
 	var me *model.Error
 	if len(retried) != 1 || !errors.As(retried[0], &me) {
@@ -391,13 +317,13 @@ func TestRateLimitRetryAfter(t *testing.T) {
 func TestServerErrorThenSuccess(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, httpError(500, "server_error", "", "The server had an error", nil), sse(simpleText("fine")...))
-	var sleeps recordSleep
-	resp, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+	var sleeps modeltest.Sleeps
+	resp, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Message.Text() != "fine" || s.requests() != 2 || len(sleeps.waits) != 1 {
-		t.Fatalf("text %q, %d requests, waits %v", resp.Message.Text(), s.requests(), sleeps.waits)
+	if resp.Message.Text() != "fine" || s.Requests() != 2 || len(sleeps.Waits()) != 1 {
+		t.Fatalf("text %q, %d requests, waits %v", resp.Message.Text(), s.Requests(), sleeps.Waits())
 	}
 }
 
@@ -429,13 +355,13 @@ func TestStreamCutMidMessage(t *testing.T) {
 	t.Logf("cut stream: %v", err)
 
 	s2 := newServer(t, cut(half...), sse(textAndTool()...))
-	var sleeps recordSleep
-	resp, err := model.WithRetry(s2.provider(t), model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+	var sleeps modeltest.Sleeps
+	resp, err := model.WithRetry(s2.provider(t), model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Message.Text() != "Hello, world" || len(resp.Message.ToolUses()) != 1 || s2.requests() != 2 {
-		t.Fatalf("resp = %+v after %d requests", resp, s2.requests())
+	if resp.Message.Text() != "Hello, world" || len(resp.Message.ToolUses()) != 1 || s2.Requests() != 2 {
+		t.Fatalf("resp = %+v after %d requests", resp, s2.Requests())
 	}
 }
 
@@ -521,7 +447,7 @@ func TestOllamaQuirks(t *testing.T) {
 		usage(7, 8),
 		done,
 	))
-	p, err := openai.New(openai.Config{Name: "ollama", Model: "qwen3:8b", BaseURL: s.srv.URL + "/v1", MaxTokens: 500})
+	p, err := openai.New(openai.Config{Name: "ollama", Model: "qwen3:8b", BaseURL: s.URL + "/v1", MaxTokens: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,10 +463,10 @@ func TestOllamaQuirks(t *testing.T) {
 	if resp.StopReason != "tool_use" {
 		t.Errorf("stop reason = %q", resp.StopReason)
 	}
-	if got := s.headers[0].Get("Authorization"); got != "Bearer keepup-no-key" {
+	if got := s.Header(0).Get("Authorization"); got != "Bearer keepup-no-key" {
 		t.Errorf("Authorization = %q, want the placeholder", got)
 	}
-	body := s.body(0)
+	body := s.Body(0)
 	if body["max_tokens"] != float64(500) {
 		t.Errorf("max_tokens = %v", body["max_tokens"])
 	}
@@ -552,7 +478,7 @@ func TestOllamaQuirks(t *testing.T) {
 func TestMaxCompletionTokensForOpenAI(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, sse(simpleText("hi")...))
-	p, err := openai.New(openai.Config{Model: "gpt-test", APIKey: "k", BaseURL: s.srv.URL, MaxTokens: 1000})
+	p, err := openai.New(openai.Config{Model: "gpt-test", APIKey: "k", BaseURL: s.URL, MaxTokens: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,10 +487,10 @@ func TestMaxCompletionTokensForOpenAI(t *testing.T) {
 	if _, err := p.Complete(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if s.paths[0] != "/chat/completions" {
-		t.Errorf("path = %q", s.paths[0])
+	if s.Path(0) != "/chat/completions" {
+		t.Errorf("path = %q", s.Path(0))
 	}
-	if got := s.body(0)["max_completion_tokens"]; got != float64(64) {
+	if got := s.Body(0)["max_completion_tokens"]; got != float64(64) {
 		t.Errorf("max_completion_tokens = %v", got)
 	}
 }
@@ -573,14 +499,14 @@ func TestBadRequestNotRetried(t *testing.T) {
 	t.Parallel()
 	for _, code := range []int{400, 401, 403, 404} {
 		s := newServer(t, httpError(code, "invalid_request_error", "", "messages: bad", nil))
-		var sleeps recordSleep
-		_, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.sleep}).Complete(context.Background(), basicRequest())
+		var sleeps modeltest.Sleeps
+		_, err := model.WithRetry(s.provider(t), model.RetryConfig{Sleep: sleeps.Sleep}).Complete(context.Background(), basicRequest())
 		var me *model.Error
 		if !errors.As(err, &me) || me.StatusCode != code || me.Retryable {
 			t.Errorf("%d: err = %v", code, err)
 		}
-		if s.requests() != 1 || len(sleeps.waits) != 0 {
-			t.Errorf("%d: server saw %d requests, waits %v; want exactly 1 and none", code, s.requests(), sleeps.waits)
+		if s.Requests() != 1 || len(sleeps.Waits()) != 0 {
+			t.Errorf("%d: server saw %d requests, waits %v; want exactly 1 and none", code, s.Requests(), sleeps.Waits())
 		}
 	}
 }
@@ -610,8 +536,8 @@ func TestContextCancelledMidStream(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v to return", d)
 	}
-	if s.requests() != 1 {
-		t.Fatalf("requests = %d", s.requests())
+	if s.Requests() != 1 {
+		t.Fatalf("requests = %d", s.Requests())
 	}
 }
 
@@ -625,8 +551,8 @@ func TestBadSchemaIsNotRetryable(t *testing.T) {
 	if !errors.As(err, &me) || me.Retryable || !strings.Contains(err.Error(), "read_file") {
 		t.Fatalf("err = %v", err)
 	}
-	if s.requests() != 0 {
-		t.Fatalf("requests = %d", s.requests())
+	if s.Requests() != 0 {
+		t.Fatalf("requests = %d", s.Requests())
 	}
 }
 
