@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -121,8 +120,8 @@ func (e *Egress) hosts() []string {
 
 // Decoding of outgoing data, so that file bytes are found base64-, hex- or URL-encoded.
 var (
-	reB64Run = regexp.MustCompile(`[A-Za-z0-9+/_-]{32,}={0,2}`)
-	reHexRun = regexp.MustCompile(`[0-9a-fA-F]{48,}`)
+	reB64Run = lazyRE(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+	reHexRun = lazyRE(`[0-9a-fA-F]{48,}`)
 )
 
 // maxDecodeDepth bounds nested encodings (URL-encoded base64 of hex, ...).
@@ -160,7 +159,7 @@ func decodeOnce(d []byte) [][]byte {
 			out = append(out, u)
 		}
 	}
-	for _, run := range reB64Run.FindAll(d, -1) {
+	for _, run := range reB64Run().FindAll(d, -1) {
 		s := strings.TrimRight(string(run), "=")
 		for skip := 0; skip < 4 && len(s)-skip >= 32; skip++ {
 			t := s[skip:]
@@ -175,7 +174,7 @@ func decodeOnce(d []byte) [][]byte {
 			}
 		}
 	}
-	for _, run := range reHexRun.FindAll(d, -1) {
+	for _, run := range reHexRun().FindAll(d, -1) {
 		for skip := 0; skip < 2; skip++ {
 			t := run[skip:]
 			t = t[:len(t)-len(t)%2]

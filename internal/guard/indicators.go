@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Indicators are the strings in a text that can steer data out: where it could go (URLs, hosts,
@@ -19,26 +20,28 @@ type Indicators struct {
 }
 
 var (
-	reURL   = regexp.MustCompile(`(?i)\b(?:https?|ftps?|wss?|sftp|ssh|git|rsync|smtp|imaps?)://[^\s"'<>\x60(){}\[\]\\^|]+`)
-	reEmail = regexp.MustCompile(`(?i)\b[a-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\b`)
-	reHost  = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\b`)
-	reIPv4  = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
+	reURL   = lazyRE(`(?i)\b(?:https?|ftps?|wss?|sftp|ssh|git|rsync|smtp|imaps?)://[^\s"'<>\x60(){}\[\]\\^|]+`)
+	reEmail = lazyRE(`(?i)\b[a-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\b`)
+	reHost  = lazyRE(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\b`)
+	reIPv4  = lazyRE(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
 
 	// credentialPatterns are the shapes of API keys and tokens. The generic ones (long hex,
 	// long mixed base64) come last and are filtered by mixedToken.
-	credentialPatterns = []*regexp.Regexp{
-		regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-...)
-		regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                                   // AWS access key id
-		regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                                  // GitHub tokens
-		regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{20,}\b`),                                // GitHub fine-grained
-		regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack
-		regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`),                                       // Google API key
-		regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                                    // GitLab
-		regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), // JWT
-	}
-	reBearer  = regexp.MustCompile(`(?i)\b(?:bearer|token|basic)\s+([A-Za-z0-9._~+/=-]{16,})`)
-	reLongHex = regexp.MustCompile(`\b[0-9a-fA-F]{32,}\b`)
-	reLongB64 = regexp.MustCompile(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+	credentialPatterns = sync.OnceValue(func() []*regexp.Regexp {
+		return []*regexp.Regexp{
+			regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-...)
+			regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                                   // AWS access key id
+			regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                                  // GitHub tokens
+			regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{20,}\b`),                                // GitHub fine-grained
+			regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack
+			regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`),                                       // Google API key
+			regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                                    // GitLab
+			regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), // JWT
+		}
+	})
+	reBearer  = lazyRE(`(?i)\b(?:bearer|token|basic)\s+([A-Za-z0-9._~+/=-]{16,})`)
+	reLongHex = lazyRE(`\b[0-9a-fA-F]{32,}\b`)
+	reLongB64 = lazyRE(`[A-Za-z0-9+/_-]{32,}={0,2}`)
 )
 
 // notTLDs are endings that make a dotted word a file name rather than a host ("notes.txt").
@@ -80,24 +83,24 @@ func Extract(text string) Indicators {
 		seen[kind+v] = true
 		*list = append(*list, v)
 	}
-	for _, u := range reURL.FindAllString(text, -1) {
+	for _, u := range reURL().FindAllString(text, -1) {
 		u = strings.TrimRight(u, ".,;:!?")
 		add(&in.URLs, "u", strings.ToLower(u))
 		if h := hostOfURL(u); h != "" {
 			add(&in.Hosts, "h", h)
 		}
 	}
-	for _, e := range reEmail.FindAllString(text, -1) {
+	for _, e := range reEmail().FindAllString(text, -1) {
 		e = strings.ToLower(e)
 		add(&in.Emails, "e", e)
 		add(&in.Hosts, "h", e[strings.LastIndexByte(e, '@')+1:])
 	}
-	for _, h := range reHost.FindAllString(text, -1) {
+	for _, h := range reHost().FindAllString(text, -1) {
 		if h = strings.ToLower(h); looksLikeHost(h) {
 			add(&in.Hosts, "h", h)
 		}
 	}
-	for _, ip := range reIPv4.FindAllString(text, -1) {
+	for _, ip := range reIPv4().FindAllString(text, -1) {
 		if net.ParseIP(ip) != nil {
 			add(&in.Hosts, "h", ip)
 		}
@@ -111,14 +114,14 @@ func Extract(text string) Indicators {
 // credentials returns the credential-looking strings in text.
 func credentials(text string) []string {
 	var out []string
-	for _, re := range credentialPatterns {
+	for _, re := range credentialPatterns() {
 		out = append(out, re.FindAllString(text, -1)...)
 	}
-	for _, m := range reBearer.FindAllStringSubmatch(text, -1) {
+	for _, m := range reBearer().FindAllStringSubmatch(text, -1) {
 		out = append(out, m[1])
 	}
-	out = append(out, reLongHex.FindAllString(text, -1)...)
-	for _, m := range reLongB64.FindAllString(text, -1) {
+	out = append(out, reLongHex().FindAllString(text, -1)...)
+	for _, m := range reLongB64().FindAllString(text, -1) {
 		if mixedToken(m) {
 			out = append(out, m)
 		}
@@ -213,4 +216,10 @@ func mentions(text, s string) bool {
 
 func hostChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '@'
+}
+
+// lazyRE compiles pattern on first use: keepup starts often (the sandbox's exec stub is keepup
+// too), and compiling the guard's patterns at init cost every start half a millisecond.
+func lazyRE(pattern string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
 }
