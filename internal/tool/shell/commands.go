@@ -444,7 +444,6 @@ func (c *cmd) tar() {
 	mode := ""
 	var archive, dir *arg
 	runs, remove := false, false
-	var ops []arg
 	valued := "fCIFTXbLNVgHK"
 	take := func(ch byte, v *arg) {
 		switch ch {
@@ -473,77 +472,41 @@ func (c *cmd) tar() {
 			}
 		}
 	}
-	for ; i < len(args); i++ {
-		a := args[i]
-		v := a.value
-		switch {
-		case !a.lit || v == "-" || !strings.HasPrefix(v, "-"):
-			ops = append(ops, a)
-		case v == "--":
-			ops = append(ops, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(v, "--"):
-			name, val, hasVal := strings.Cut(v, "=")
-			value := func() *arg {
-				if hasVal {
-					va := litArg(val)
-					return &va
-				}
-				if i+1 < len(args) {
-					i++
-					return &args[i]
-				}
-				return nil
+	os, ops := parseArgs(args[i:], spec{short: valued, long: tarValued})
+	for _, o := range os {
+		if len(o.name) == 2 { // a short option, its value (if any) taken as the letter says
+			setMode(o.name[1])
+			if o.val != nil {
+				take(o.name[1], o.val)
 			}
-			switch name {
-			case "--extract", "--get":
-				mode = "x"
-			case "--create":
-				mode = "c"
-			case "--list":
-				mode = "t"
-			case "--append":
-				mode = "r"
-			case "--update":
-				mode = "u"
-			case "--catenate", "--concatenate":
-				mode = "A"
-			case "--diff", "--compare":
-				mode = "d"
-			case "--delete":
-				mode = "D"
-			case "--file":
-				archive = value()
-			case "--directory":
-				dir = value()
-			case "--remove-files":
-				remove = true
-			case "--to-command", "--use-compress-program", "--checkpoint-action", "--info-script",
-				"--new-volume-script", "--rsh-command", "--rmt-command":
-				runs = true
-				value()
-			case "--exclude", "--exclude-from", "--files-from", "--owner", "--group", "--mode",
-				"--transform", "--xform", "--label", "--newer", "--after-date", "--newer-mtime",
-				"--blocking-factor", "--tape-length", "--strip-components", "--format", "--suffix",
-				"--mtime", "--record-size", "--listed-incremental", "--sort", "--occurrence",
-				"--volno-file", "--index-file", "--quoting-style", "--owner-map", "--group-map":
-				value()
-			}
-		default:
-			for j := 1; j < len(v); j++ {
-				ch := v[j]
-				setMode(ch)
-				if strings.IndexByte(valued, ch) >= 0 {
-					if j+1 < len(v) {
-						va := litArg(v[j+1:])
-						take(ch, &va)
-					} else if i+1 < len(args) {
-						i++
-						take(ch, &args[i])
-					}
-					break
-				}
-			}
+			continue
+		}
+		switch o.name {
+		case "--extract", "--get":
+			mode = "x"
+		case "--create":
+			mode = "c"
+		case "--list":
+			mode = "t"
+		case "--append":
+			mode = "r"
+		case "--update":
+			mode = "u"
+		case "--catenate", "--concatenate":
+			mode = "A"
+		case "--diff", "--compare":
+			mode = "d"
+		case "--delete":
+			mode = "D"
+		case "--file":
+			archive = o.val
+		case "--directory":
+			dir = o.val
+		case "--remove-files":
+			remove = true
+		case "--to-command", "--use-compress-program", "--checkpoint-action", "--info-script",
+			"--new-volume-script", "--rsh-command", "--rmt-command":
+			runs = true
 		}
 	}
 	c.label = "tar"
@@ -574,6 +537,16 @@ func (c *cmd) tar() {
 		c.read()
 	}
 }
+
+// tarValued are tar's long options that take a value (as the next argument when not given
+// with "=").
+var tarValued = []string{"--file", "--directory", "--to-command", "--use-compress-program",
+	"--checkpoint-action", "--info-script", "--new-volume-script", "--rsh-command", "--rmt-command",
+	"--exclude", "--exclude-from", "--files-from", "--owner", "--group", "--mode",
+	"--transform", "--xform", "--label", "--newer", "--after-date", "--newer-mtime",
+	"--blocking-factor", "--tape-length", "--strip-components", "--format", "--suffix",
+	"--mtime", "--record-size", "--listed-incremental", "--sort", "--occurrence",
+	"--volno-file", "--index-file", "--quoting-style", "--owner-map", "--group-map"}
 
 // unzip extracts into -d DIR (or the working directory), unless it only lists, tests or pipes.
 func (c *cmd) unzip() {
