@@ -96,6 +96,19 @@ type resolved struct {
 
 // resolve resolves p for a tool. followLast evaluates a final link too (reads and writes act
 // on the file it points to); without it the link itself is the target (delete, move).
+// resolveWritable is resolve for a path the call will change: a read-only grant or the
+// uploads are refused here, before anything is classified.
+func resolveWritable(env *Env, p string, followLast bool) (resolved, error) {
+	r, err := resolve(env, p, followLast)
+	if err != nil {
+		return r, err
+	}
+	if err := r.real.Writable(); err != nil {
+		return r, refusal(err)
+	}
+	return r, nil
+}
+
 func resolve(env *Env, p string, followLast bool) (resolved, error) {
 	s, err := session(env)
 	if err != nil {

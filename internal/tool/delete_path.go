@@ -39,14 +39,11 @@ func (DeletePath) Prepare(ctx context.Context, env *Env, input json.RawMessage) 
 	if err := decode("delete_path", input, &in); err != nil {
 		return nil, err
 	}
-	r, err := resolve(env, in.Path, false)
+	r, err := resolveWritable(env, in.Path, false)
 	if err != nil {
 		return nil, err
 	}
 	p := r.real
-	if err := p.Writable(); err != nil {
-		return nil, refusal(err)
-	}
 	if p.IsRoot() {
 		return nil, Refusef("%s is a granted folder itself; it cannot be deleted", r.as.Virtual())
 	}

@@ -46,14 +46,11 @@ func (EditFile) Prepare(ctx context.Context, env *Env, input json.RawMessage) (*
 	if in.Old == in.New {
 		return nil, Refusef("old and new are the same text; nothing to change")
 	}
-	r, err := resolve(env, in.Path, true)
+	r, err := resolveWritable(env, in.Path, true)
 	if err != nil {
 		return nil, err
 	}
 	p := r.real
-	if err := p.Writable(); err != nil {
-		return nil, refusal(err)
-	}
 	fi, err := p.Stat()
 	if err != nil {
 		if scopeNotExist(err) {

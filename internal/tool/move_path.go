@@ -39,14 +39,11 @@ func (MovePath) Prepare(ctx context.Context, env *Env, input json.RawMessage) (*
 	if err := decode("move_path", input, &in); err != nil {
 		return nil, err
 	}
-	rf, err := resolve(env, in.From, false)
+	rf, err := resolveWritable(env, in.From, false)
 	if err != nil {
 		return nil, err
 	}
 	from := rf.real
-	if err := from.Writable(); err != nil {
-		return nil, refusal(err)
-	}
 	if from.IsRoot() {
 		return nil, Refusef("%s is a granted folder itself; it cannot be moved", rf.as.Virtual())
 	}

@@ -41,14 +41,11 @@ func (WriteFile) Prepare(ctx context.Context, env *Env, input json.RawMessage) (
 	if err := decode("write_file", input, &in); err != nil {
 		return nil, err
 	}
-	r, err := resolve(env, in.Path, true)
+	r, err := resolveWritable(env, in.Path, true)
 	if err != nil {
 		return nil, err
 	}
 	p := r.real
-	if err := p.Writable(); err != nil {
-		return nil, refusal(err)
-	}
 	if p.IsRoot() {
 		return nil, Refusef("%s is a granted folder itself; name a file inside it", r.as.Virtual())
 	}
