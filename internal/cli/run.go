@@ -42,8 +42,6 @@ type runOptions struct {
 	egress *egressOverrides
 	// onEvent, when set, receives the events instead of the terminal or --json output.
 	onEvent func(event.Event)
-	// quietSummary leaves the closing lines to the caller (demo).
-	quiet bool
 }
 
 func cmdRun(st *State, args []string) error {
@@ -198,7 +196,6 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		t.Grants = append(t.Grants, task.Grant{Name: m.Name, Path: m.Path, Mode: string(m.Mode)})
 	}
 
-	prog := newProgress(st.Stdout, st.TTY)
 	var onEvent func(event.Event)
 	var onText func(string)
 	if o.onEvent != nil {
@@ -206,15 +203,10 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	} else if o.json {
 		enc := json.NewEncoder(st.Stdout)
 		onEvent = func(e event.Event) { _ = enc.Encode(e) }
-	} else if !o.quiet {
+	} else {
+		prog := newProgress(st.Stdout, st.TTY)
 		onEvent = prog.event
 		onText = prog.text
-	} else {
-		onEvent = func(e event.Event) {
-			if e.Type != event.TaskSummary && e.Type != event.TaskFinished {
-				prog.event(e)
-			}
-		}
 	}
 	person := &terminalPerson{in: bufio.NewReader(st.Stdin), out: st.Stderr, headless: mode == policy.ModeDeny}
 	r, err := agent.New(agent.Config{

@@ -202,13 +202,6 @@ func New(name string, s *Script) *Provider { return &Provider{name: name, script
 func (p *Provider) Name() string  { return "script" }
 func (p *Provider) Model() string { return p.name }
 
-// Remaining reports how many turns have not been played.
-func (p *Provider) Remaining() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.script.Turns) - p.next
-}
-
 // Complete plays the next turn. A summary request is answered by the next turn's text if one
 // remains, else by the last text played. A work request with no turns left returns an empty
 // final turn, which ends the work phase.
