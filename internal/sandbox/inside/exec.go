@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,6 +52,10 @@ func ExecMain(args []string) int {
 }
 
 func execMain(conn *Conn) execResult {
+	// The session's process limit counts threads, and a command may use all of it (a fork
+	// bomb): start the threads this stub will need to wait, time out and report now, while
+	// they can still be had, so that it never dies for want of one.
+	reserveThreads(8)
 	// Handle the helper's kill request before anything can start.
 	kill := make(chan os.Signal, 1)
 	signal.Notify(kill, syscall.SIGTERM)
@@ -458,4 +463,26 @@ func envValue(env []string, key string) string {
 		}
 	}
 	return v
+}
+
+// reserveThreads makes the Go runtime start n OS threads and keep them idle: each of n
+// goroutines holds its own thread until all of them have one, then lets it go back to the
+// runtime's pool of idle threads, which it reuses instead of creating new ones.
+func reserveThreads(n int) {
+	var started, done sync.WaitGroup
+	release := make(chan struct{})
+	for range n {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			started.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	started.Wait()
+	close(release)
+	done.Wait()
 }
