@@ -73,13 +73,110 @@ type Approval struct {
 }
 
 // Batch is everything one step writes; Commit applies it in a single transaction, so that a
-// task's state, its journal and its audit entries never disagree after a crash.
+// task's state, its journal, its audit entries and the jobs it enqueues never disagree after a
+// crash.
 type Batch struct {
-	Task      *task.Task    // upserted when set
-	Events    []event.Event // appended; Seq is assigned by the caller and unique per task
+	Task *task.Task // upserted when set
+	// Events are appended. A Seq the caller set must be unique per task; a zero Seq is
+	// assigned by Commit (one more than the task's last, in the order given) and written back
+	// into the slice, so that several writers can add to one task's stream.
+	Events    []event.Event
 	Calls     []ToolCall    // upserted by (Task, ID)
 	Approvals []Approval    // upserted by ID
 	Audit     []audit.Entry // sealed onto the chain in order, inside the transaction
+
+	Log        []LogEntry  // appended to their task's log; N is assigned and written back
+	State      *TaskState  // a task's runner checkpoint, replaced
+	Steers     []Steer     // new ones (ID 0) are inserted, and their ID written back
+	Delivered  []Delivered // steering messages handed to the model
+	Controls   []Control   // upserted by Task
+	Schedules  []Schedule  // upserted by ID
+	Unschedule []string    // schedule ids deleted
+	// Jobs are handed to the store's Enqueuer inside the transaction.
+	Jobs []Job
+}
+
+// LogEntry is one record of a task's append-only log (see Durable).
+type LogEntry struct {
+	Task string `json:"task"`
+	N    int64  `json:"n"`
+	Kind string `json:"kind"`
+	Data []byte `json:"data"`
+}
+
+// TaskState is a task runner's checkpoint: opaque JSON owned by the agent package.
+type TaskState struct {
+	Task string
+	Data []byte
+}
+
+// Steer is a message a person sent to a task.
+type Steer struct {
+	ID        int64     `json:"id"`
+	Task      string    `json:"task"`
+	Message   string    `json:"message"`
+	CreatedAt time.Time `json:"created_at"`
+	Delivered time.Time `json:"delivered,omitzero"`
+}
+
+// Delivered marks steering message ID as delivered at At.
+type Delivered struct {
+	ID int64
+	At time.Time
+}
+
+// Control is what a person asked of a task that its runner acts on: "pause", "cancel", or ""
+// once acted on.
+type Control struct {
+	Task string
+	Want string
+	At   time.Time
+}
+
+// Schedule is a stored schedule; Spec is the queue's JSON description of it.
+type Schedule struct {
+	ID        string
+	Spec      []byte
+	Next      time.Time
+	LastSlot  time.Time
+	LastTask  string
+	CreatedAt time.Time
+}
+
+// Job is a unit of queued work enqueued with a Commit: Kind and Args as the queue defines
+// them.
+type Job struct {
+	Kind     string
+	Args     any
+	Priority int
+	// At schedules the job; zero: now. A time in the past orders the job as if queued then.
+	At time.Time
+	// Unique, when set, makes the job unique by kind and args among jobs not yet finished.
+	Unique bool
+}
+
+// Enqueuer inserts jobs inside a store transaction (tx is the driver's transaction, e.g.
+// *sql.Tx for SQLite).
+type Enqueuer func(ctx context.Context, tx any, jobs []Job) error
+
+// Durable is what the orchestrator needs beyond Store to continue tasks after a crash: a task's
+// log and checkpoint, steering, controls and schedules.
+type Durable interface {
+	Store
+	// Log returns a task's log entries with N > after, in order.
+	Log(ctx context.Context, taskID string, after int64) ([]LogEntry, error)
+	// State returns a task's checkpoint, or nil when it has none.
+	State(ctx context.Context, taskID string) (*TaskState, error)
+	// Steers returns a task's steering messages in order, undelivered ones only if pendingOnly.
+	Steers(ctx context.Context, taskID string, pendingOnly bool) ([]Steer, error)
+	// Control returns what was asked of a task ("" if nothing).
+	Control(ctx context.Context, taskID string) (string, error)
+	// Approval returns one approval or ErrNotFound.
+	Approval(ctx context.Context, id string) (*Approval, error)
+	// Schedules lists schedules by next slot; due, when not zero, keeps those with Next <= due.
+	Schedules(ctx context.Context, due time.Time) ([]Schedule, error)
+	// SetEnqueuer installs the function that inserts Batch.Jobs.
+	SetEnqueuer(Enqueuer)
 }
 
 // TaskFilter narrows Tasks.

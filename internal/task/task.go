@@ -152,6 +152,25 @@ type Task struct {
 	Usage     Usage     `json:"usage"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	Options
+}
+
+// Options are what a task was created with beyond its prompt, model and grants.
+type Options struct {
+	// Priority is 1 (highest) to 4 (lowest) in the queue; 0 when the task was not queued.
+	Priority int `json:"priority,omitempty"`
+	// MaxTurns bounds the work phase; 0: the default.
+	MaxTurns int `json:"max_turns,omitempty"`
+	// Depth is 0 for a task a person created, parent's + 1 for a subagent.
+	Depth int `json:"depth,omitempty"`
+	// Tools, when not empty, are the only tools the task may use (a subagent's brief).
+	Tools []string `json:"tools,omitempty"`
+	// Call is the parent's spawn_subagents call that created this subagent; Title its brief's.
+	Call  string `json:"call,omitempty"`
+	Title string `json:"title,omitempty"`
+	// Schedule is the schedule that created the task, and Slot the slot it runs for.
+	Schedule string    `json:"schedule,omitempty"`
+	Slot     time.Time `json:"slot,omitzero"`
 }
 
 // Grant is the stored description of one folder grant.

@@ -30,17 +30,17 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 		// are unchanged. Leaving them out of SET spares SQLite rewriting three index pages,
 		// and every page is a WAL frame to write; see Commit.
 		{&s.updateTask, `UPDATE tasks SET session = ?, prompt = ?, plan = ?, summary = ?, error = ?, model = ?,
-				approvals = ?, grants = ?, outputs = ?, turns = ?, usage = ?, updated_at = ?
+				approvals = ?, grants = ?, outputs = ?, turns = ?, usage = ?, updated_at = ?, extra = ?
 			WHERE id = ? AND status = ? AND parent = ? AND created_at IS ?`},
 		{&s.upsertTask, `INSERT INTO tasks (id, session, parent, prompt, status, plan, summary, error, model,
-				approvals, grants, outputs, turns, usage, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				approvals, grants, outputs, turns, usage, created_at, updated_at, extra)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET session = excluded.session, parent = excluded.parent,
 				prompt = excluded.prompt, status = excluded.status, plan = excluded.plan,
 				summary = excluded.summary, error = excluded.error, model = excluded.model,
 				approvals = excluded.approvals, grants = excluded.grants, outputs = excluded.outputs,
 				turns = excluded.turns, usage = excluded.usage, created_at = excluded.created_at,
-				updated_at = excluded.updated_at`},
+				updated_at = excluded.updated_at, extra = excluded.extra`},
 		{&s.insertEvent, `INSERT INTO events (task, seq, time, session, type, data) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.upsertCall, `INSERT INTO tool_calls (task, id, turn, tool, input, effect, decision, status, result,
 				started_at, finished_at)
@@ -73,13 +73,13 @@ func (s *writeStmts) close() error {
 }
 
 // encodedTask holds a task's JSON columns, encoded before the write lock is taken.
-type encodedTask struct{ plan, grants, usage []byte }
+type encodedTask struct{ plan, grants, usage, extra []byte }
 
 // Commit applies b in one write transaction: the task, then events, calls, approvals, and
 // last the audit entries, sealed after the chain head read inside the transaction. Any error
 // rolls all of it back.
 func (db *DB) Commit(ctx context.Context, b *store.Batch) error {
-	if b == nil || (b.Task == nil && len(b.Events) == 0 && len(b.Calls) == 0 && len(b.Approvals) == 0 && len(b.Audit) == 0) {
+	if b == nil || empty(b) {
 		return nil
 	}
 	// Everything that can fail without the database is done before taking the lock.
@@ -97,6 +97,9 @@ func (db *DB) Commit(ctx context.Context, b *store.Batch) error {
 		}
 		if et.usage, err = json.Marshal(t.Usage); err != nil {
 			return fmt.Errorf("sqlite: commit: task %q: usage: %w", t.ID, err)
+		}
+		if et.extra, err = json.Marshal(t.Options); err != nil {
+			return fmt.Errorf("sqlite: commit: task %q: options: %w", t.ID, err)
 		}
 	}
 	for i, e := range b.Events {
@@ -153,20 +156,23 @@ func (db *DB) commit(ctx context.Context, b *store.Batch, et *encodedTask, bodie
 	if t := b.Task; t != nil {
 		res, err := tx.StmtContext(ctx, db.ws.updateTask).ExecContext(ctx,
 			t.Session, t.Prompt, et.plan, t.Summary, t.Error, t.Model, t.Approvals, et.grants, t.Outputs,
-			t.Turns, et.usage, nanos(t.UpdatedAt), t.ID, string(t.Status), t.Parent, nanos(t.CreatedAt))
+			t.Turns, et.usage, nanos(t.UpdatedAt), et.extra, t.ID, string(t.Status), t.Parent, nanos(t.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("task %q: %w", t.ID, err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 { // new, or an indexed column changed
 			_, err := tx.StmtContext(ctx, db.ws.upsertTask).ExecContext(ctx,
 				t.ID, t.Session, t.Parent, t.Prompt, string(t.Status), et.plan, t.Summary, t.Error, t.Model,
-				t.Approvals, et.grants, t.Outputs, t.Turns, et.usage, nanos(t.CreatedAt), nanos(t.UpdatedAt))
+				t.Approvals, et.grants, t.Outputs, t.Turns, et.usage, nanos(t.CreatedAt), nanos(t.UpdatedAt), et.extra)
 			if err != nil {
 				return fmt.Errorf("task %q: %w", t.ID, err)
 			}
 		}
 	}
 	if len(b.Events) > 0 {
+		if err := db.assignSeqs(ctx, tx, b.Events); err != nil {
+			return err
+		}
 		st := tx.StmtContext(ctx, db.ws.insertEvent)
 		for _, e := range b.Events {
 			var data any
@@ -207,6 +213,9 @@ func (db *DB) commit(ctx context.Context, b *store.Batch, et *encodedTask, bodie
 				return fmt.Errorf("approval %q: %w", a.ID, err)
 			}
 		}
+	}
+	if err := db.commitQueue(ctx, tx, b); err != nil {
+		return err
 	}
 	if len(b.Audit) > 0 {
 		// The head is read under the write lock, so no other writer, in this process or

@@ -25,7 +25,7 @@ type readStmts struct {
 const auditCols = `seq, prev, hash, CAST(body AS BLOB)`
 
 const taskCols = `id, session, parent, prompt, status, plan, summary, error, model, approvals, grants,
-	outputs, turns, usage, created_at, updated_at`
+	outputs, turns, usage, created_at, updated_at, extra`
 
 func (s *readStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 	for _, p := range []struct {
@@ -56,10 +56,10 @@ type scanner interface{ Scan(dest ...any) error }
 func scanTask(sc scanner) (task.Task, error) {
 	var t task.Task
 	var status string
-	var plan, grants, usage []byte
+	var plan, grants, usage, extra []byte
 	var created, updated sql.NullInt64
 	if err := sc.Scan(&t.ID, &t.Session, &t.Parent, &t.Prompt, &status, &plan, &t.Summary, &t.Error, &t.Model,
-		&t.Approvals, &grants, &t.Outputs, &t.Turns, &usage, &created, &updated); err != nil {
+		&t.Approvals, &grants, &t.Outputs, &t.Turns, &usage, &created, &updated, &extra); err != nil {
 		return t, err
 	}
 	t.Status = task.State(status)
@@ -72,6 +72,9 @@ func scanTask(sc scanner) (task.Task, error) {
 	}
 	if err := json.Unmarshal(usage, &t.Usage); err != nil {
 		return t, fmt.Errorf("task %q: usage: %w", t.ID, err)
+	}
+	if err := json.Unmarshal(extra, &t.Options); err != nil {
+		return t, fmt.Errorf("task %q: options: %w", t.ID, err)
 	}
 	return t, nil
 }
@@ -203,8 +206,7 @@ func (db *DB) ToolCalls(ctx context.Context, taskID string) ([]store.ToolCall, e
 // Approvals returns the approvals of a task ("" for every task), oldest first; only pending
 // ones if pendingOnly.
 func (db *DB) Approvals(ctx context.Context, taskID string, pendingOnly bool) ([]store.Approval, error) {
-	q := `SELECT id, task, call_id, tool, effect, summary, provenance, status, scope, resolved_by,
-		created_at, resolved_at FROM approvals WHERE 1`
+	q := `SELECT ` + approvalCols + ` FROM approvals WHERE 1`
 	var args []any
 	if taskID != "" {
 		q += ` AND task = ?`
@@ -221,21 +223,32 @@ func (db *DB) Approvals(ctx context.Context, taskID string, pendingOnly bool) ([
 	defer rows.Close()
 	var out []store.Approval
 	for rows.Next() {
-		var a store.Approval
-		var status string
-		var created, resolved sql.NullInt64
-		if err := rows.Scan(&a.ID, &a.Task, &a.CallID, &a.Tool, &a.Effect, &a.Summary, &a.Provenance, &status,
-			&a.Scope, &a.By, &created, &resolved); err != nil {
+		a, err := scanApproval(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: approvals: %w", err)
 		}
-		a.Status = store.ApprovalStatus(status)
-		a.CreatedAt, a.ResolvedAt = fromNanos(created), fromNanos(resolved)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: approvals: %w", err)
 	}
 	return out, nil
+}
+
+const approvalCols = `id, task, call_id, tool, effect, summary, provenance, status, scope, resolved_by,
+	created_at, resolved_at`
+
+func scanApproval(sc scanner) (store.Approval, error) {
+	var a store.Approval
+	var status string
+	var created, resolved sql.NullInt64
+	if err := sc.Scan(&a.ID, &a.Task, &a.CallID, &a.Tool, &a.Effect, &a.Summary, &a.Provenance, &status,
+		&a.Scope, &a.By, &created, &resolved); err != nil {
+		return a, err
+	}
+	a.Status = store.ApprovalStatus(status)
+	a.CreatedAt, a.ResolvedAt = fromNanos(created), fromNanos(resolved)
+	return a, nil
 }
 
 // ScanAudit calls fn for each audit record with Seq > after, in Seq order, as stored, from one

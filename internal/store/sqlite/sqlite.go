@@ -72,7 +72,10 @@ type DB struct {
 	ws        writeStmts // prepared on w
 	rs        readStmts  // prepared on r
 	ckpt      *checkpointer
+	enq       store.Enqueuer // under mu
 }
+
+var _ store.Durable = (*DB)(nil)
 
 var _ store.Store = (*DB)(nil)
 

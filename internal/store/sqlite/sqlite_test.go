@@ -28,6 +28,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestDurableConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunDurable(t, func(t *testing.T) store.Durable {
+		return openTest(t, filepath.Join(t.TempDir(), "keepup.db"))
+	})
+}
+
 func openTest(t testing.TB, path string) *DB {
 	t.Helper()
 	db, err := Open(t.Context(), Config{Path: path})
@@ -126,7 +133,7 @@ func TestMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		db2 := openTest(t, path) // a second handle while the first is open, as a second process would
-		if got := versions(t, db2.w); strings.Join(got, ",") != "1:0001_init" {
+		if got := versions(t, db2.w); strings.Join(got, ",") != "1:0001_init,2:0002_queue" {
 			t.Fatalf("schema_migrations = %v", got)
 		}
 		if _, err := db2.Task(t.Context(), "t1"); err != nil {
@@ -157,7 +164,7 @@ func TestMigrations(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		if got := versions(t, dbs[0].w); strings.Join(got, ",") != "1:0001_init" {
+		if got := versions(t, dbs[0].w); strings.Join(got, ",") != "1:0001_init,2:0002_queue" {
 			t.Fatalf("schema_migrations = %v", got)
 		}
 	})
@@ -167,7 +174,8 @@ func TestMigrations(t *testing.T) {
 		db := openTest(t, filepath.Join(t.TempDir(), "keepup.db"))
 		ms, err := loadMigrations(fstest.MapFS{
 			"migrations/0001_init.sql":  {Data: []byte(mustRead(t, "migrations/0001_init.sql"))},
-			"migrations/0002_notes.sql": {Data: []byte("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);\nINSERT INTO notes (text) VALUES ('hello');")},
+			"migrations/0002_queue.sql": {Data: []byte(mustRead(t, "migrations/0002_queue.sql"))},
+			"migrations/0003_notes.sql": {Data: []byte("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);\nINSERT INTO notes (text) VALUES ('hello');")},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -177,7 +185,7 @@ func TestMigrations(t *testing.T) {
 				t.Fatalf("migrate: %v", err)
 			}
 		}
-		if got := versions(t, db.w); strings.Join(got, ",") != "1:0001_init,2:0002_notes" {
+		if got := versions(t, db.w); strings.Join(got, ",") != "1:0001_init,2:0002_queue,3:0003_notes" {
 			t.Fatalf("schema_migrations = %v", got)
 		}
 		var n int
@@ -190,21 +198,22 @@ func TestMigrations(t *testing.T) {
 		t.Parallel()
 		db := openTest(t, filepath.Join(t.TempDir(), "keepup.db"))
 		ms, err := loadMigrations(fstest.MapFS{
-			"migrations/0001_init.sql": {Data: []byte(mustRead(t, "migrations/0001_init.sql"))},
-			"migrations/0002_ok.sql":   {Data: []byte("CREATE TABLE ok (id INTEGER);")},
-			"migrations/0003_bad.sql":  {Data: []byte("CREATE TABLE bad (id INTEGER); SELEKT 1;")},
+			"migrations/0001_init.sql":  {Data: []byte(mustRead(t, "migrations/0001_init.sql"))},
+			"migrations/0002_queue.sql": {Data: []byte(mustRead(t, "migrations/0002_queue.sql"))},
+			"migrations/0003_ok.sql":    {Data: []byte("CREATE TABLE ok (id INTEGER);")},
+			"migrations/0004_bad.sql":   {Data: []byte("CREATE TABLE bad (id INTEGER); SELEKT 1;")},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := migrate(t.Context(), db.w, ms); err == nil || !strings.Contains(err.Error(), "0003_bad") {
-			t.Fatalf("migrate error = %v, want one naming 0003_bad", err)
+		if err := migrate(t.Context(), db.w, ms); err == nil || !strings.Contains(err.Error(), "0004_bad") {
+			t.Fatalf("migrate error = %v, want one naming 0004_bad", err)
 		}
-		if got := versions(t, db.w); strings.Join(got, ",") != "1:0001_init" {
+		if got := versions(t, db.w); strings.Join(got, ",") != "1:0001_init,2:0002_queue" {
 			t.Fatalf("schema_migrations = %v after a failed migration", got)
 		}
 		if _, err := db.w.Exec(`SELECT * FROM ok`); err == nil {
-			t.Fatal("table of migration 2 exists although migration 3 failed")
+			t.Fatal("table of migration 3 exists although migration 4 failed")
 		}
 	})
 

@@ -619,6 +619,8 @@ func fullTask(id string) task.Task {
 		Usage:     task.Usage{InputTokens: 1234, OutputTokens: 567},
 		CreatedAt: time.Date(2026, 2, 3, 4, 5, 6, 789012345, cet),
 		UpdatedAt: time.Date(2026, 2, 3, 4, 6, 0, 1, cet),
+		Options: task.Options{Priority: 3, MaxTurns: 7, Depth: 1, Tools: []string{"read_file", "write_file"},
+			Call: "toolu_1", Title: "Sort", Schedule: "s-1", Slot: time.Date(2026, 2, 3, 4, 0, 0, 0, time.UTC)},
 	}
 }
 
