@@ -114,6 +114,64 @@ type Config struct {
 	OnText func(string)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// SliceTurns, when positive, makes Run return after that many work turns at a turn
+	// boundary (Suspended: SuspendSlice), with the task checkpointed: a queue runs long tasks
+	// as bounded slices. Zero: Run goes on until the task ends or waits.
+	SliceTurns int
+	// Queue, when set, is told of suspensions and of the end, inside the same commits.
+	Queue Queue
+	// Spawner runs subagents (spawn_subagents); nil: the tool refuses.
+	Spawner Spawner
+	// Limits bound subagents; zero fields take their defaults.
+	Limits Limits
+}
+
+// Queue is what a runner tells the orchestrator, in the commit that records the step, so
+// that the task's state and the jobs that continue it never disagree after a crash.
+type Queue interface {
+	// Suspend adds to b what a task that stops for reason needs (for a slice: the job that
+	// continues it).
+	Suspend(t *task.Task, reason Suspension, b *store.Batch)
+	// Finish adds to b what the end of t must commit with it (the parent's continuation when
+	// t was its last running child).
+	Finish(ctx context.Context, t *task.Task, b *store.Batch) error
+}
+
+// Spawner runs a parent's briefs as child tasks and returns their results. It may return
+// ErrSuspend when the children run elsewhere and are not done yet: the parent continues when
+// they are. It must be idempotent for a (parent, callID): a second call after a crash creates
+// no second set of children.
+type Spawner interface {
+	// progress, when the spawner runs the children itself, reports a child's status as it
+	// changes (the parent's plan shows it).
+	Spawn(ctx context.Context, parent *task.Task, callID string, children []*task.Task, progress func(child string, status task.State)) ([]ChildResult, error)
+}
+
+// ChildResult is what a finished child returns to its parent.
+type ChildResult = tool.ChildResult
+
+// Limits bound subagents whatever the model asks.
+type Limits struct {
+	MaxDepth      int // default 2: a person's task (0) -> child (1) -> grandchild (2)
+	MaxConcurrent int // children of one task running at once; default 8
+	MaxChildren   int // children of one task in all; default 32
+}
+
+// DefaultLimits are the subagent limits when Config.Limits leaves them zero.
+var DefaultLimits = Limits{MaxDepth: 2, MaxConcurrent: 8, MaxChildren: 32}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxDepth == 0 {
+		l.MaxDepth = DefaultLimits.MaxDepth
+	}
+	if l.MaxConcurrent == 0 {
+		l.MaxConcurrent = DefaultLimits.MaxConcurrent
+	}
+	if l.MaxChildren == 0 {
+		l.MaxChildren = DefaultLimits.MaxChildren
+	}
+	return l
 }
 
 func (c *Config) validate() error {
@@ -160,5 +218,9 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SliceTurns < 0 {
+		return errors.New("agent: Config.SliceTurns: must not be negative")
+	}
+	c.Limits = c.Limits.withDefaults()
 	return nil
 }

@@ -56,7 +56,10 @@ func (r *Runner) maybeCompact(ctx context.Context, last model.Usage) error {
 		after += int64(messageChars(m) / 4)
 	}
 	r.msgs = kept
+	r.msgN = append([]int64{0}, r.msgN[cut:]...)
+	r.from = r.msgN[1]
 	b := &store.Batch{}
+	r.checkpoint(b)
 	r.addEvent(b, event.ContextCompacted, map[string]any{
 		"messages_dropped": len(dropped), "messages_kept": len(kept),
 		"tokens_before": before, "tokens_after_estimate": after, "summary": summary,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -63,9 +64,18 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 		return nil
 	}
 
+	recovered, err := r.recoverCalls(ctx, turn, uses)
+	if err != nil {
+		return nil, err
+	}
 	for i, use := range uses {
 		p := &pending{use: use}
 		calls[i] = p
+		if res, ok := recovered[use.ID]; ok {
+			p.done, p.result = true, res
+			group = append(group, i)
+			continue
+		}
 		if err := r.prepare(ctx, turn, p); err != nil {
 			return nil, err
 		}
@@ -80,6 +90,12 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 			p.out, p.runErr = p.call.Run(ctx)
 		} else {
 			p.runErr = context.Cause(ctx)
+		}
+		if errors.Is(p.runErr, ErrSuspend) {
+			// The call waits for work done elsewhere (subagents); its intent stays journalled
+			// and, being idempotent, it runs again when the task continues.
+			r.suspended = SuspendChildren
+			return nil, errSuspended
 		}
 		if err := r.complete(ctx, turn, p); err != nil {
 			return nil, err
@@ -116,6 +132,9 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 		return r.commit(ctx, b)
 	}
 
+	if _, known := r.cfg.Tools.Lookup(use.Name); known && !r.mayUse(use.Name) {
+		return refuse(fmt.Sprintf("%s is not available to this task", use.Name), false)
+	}
 	t, input, err := r.cfg.Tools.Decode(use.Name, use.Input)
 	if err != nil {
 		return refuse(err.Error(), true)
@@ -139,6 +158,11 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 	// The guard (provenance and sinks) first, then policy; the stricter wins.
 	gv := r.rules.Check(r.gctx, call.Action, egressOf(use.Name, input, r.cfg.ExecNetwork))
 	d := gv.Apply(r.cfg.Decide(call.Action))
+	// Repeating a state-changing call whose outcome a crash left unknown needs the person.
+	if d.Verdict == policy.Allow && !readOnlyAction(call.Action) && r.inDoubt[doubtKey(use.Name, string(use.Input))] {
+		d = policy.Decision{Verdict: policy.Ask, Effect: d.Effect, Rule: "repeat-after-unknown-outcome", By: policy.ByGuard,
+			Reason: "the same call was running when keepup stopped, and its outcome is unknown"}
+	}
 	// "Yes for this task" covers later calls of the same effect, but never a protected path
 	// and never a guard rule: those are confirmed per call and per destination.
 	if d.Verdict == policy.Ask && r.approvedForTask[d.Effect] && d.Effect != "" && !touchesProtected(call.Action) && d.By != policy.ByGuard {
@@ -150,6 +174,10 @@ func (r *Runner) prepare(ctx context.Context, turn int, p *pending) error {
 		}
 		b = &store.Batch{}
 		d, err = r.approve(ctx, use, call, d, gv)
+		if errors.Is(err, ErrSuspend) {
+			r.suspended = SuspendApproval
+			return errSuspended
+		}
 		if err != nil {
 			return err
 		}
@@ -210,6 +238,7 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 		status = store.CallError
 	}
 	content := res.Content
+	b := &store.Batch{Task: r.t}
 	if res.Untrusted {
 		// Untrusted content taints the context and reaches the model only wrapped: marked
 		// with the session's datamark, invisible characters made visible.
@@ -217,12 +246,13 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 		if source == "" {
 			source = use.Name
 		}
-		r.gctx.AddUntrusted(source, res.Content)
+		var files []string
 		for _, op := range p.call.Action.Ops {
 			if op.Effect == policy.EffectRead && op.Target != nil && !res.IsError {
-				r.gctx.AddFileRead(op.Target.Grant+"/"+op.Target.Rel, []byte(res.Content))
+				files = append(files, op.Target.Grant+"/"+op.Target.Rel)
 			}
 		}
+		r.untrusted(b, source, res.Content, files)
 		content = guard.Present(r.datamark, source, res.Content)
 	}
 	for _, op := range p.call.Action.Ops {
@@ -237,9 +267,10 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 		}
 	}
 	p.result = model.Block{Type: model.BlockToolResult, ToolUseID: use.ID, Content: content, IsError: res.IsError}
-	b := &store.Batch{Task: r.t}
+	// The whole result is journalled: a task continued after a crash hands it to the model
+	// again instead of running the call twice.
 	b.Calls = append(b.Calls, store.ToolCall{Task: r.t.ID, ID: use.ID, Turn: turn, Tool: use.Name, Input: use.Input,
-		Effect: string(p.decision.Effect), Decision: string(p.decision.Verdict), Status: status, Result: clip(content, 4000),
+		Effect: string(p.decision.Effect), Decision: string(p.decision.Verdict), Status: status, Result: content,
 		StartedAt: r.cfg.Now(), FinishedAt: r.cfg.Now()})
 	data := map[string]any{"tool_call_id": use.ID, "tool": use.Name, "status": string(status), "content": clip(content, 2000), "bytes": len(content)}
 	if len(res.Files) > 0 {
@@ -257,9 +288,35 @@ func (r *Runner) complete(ctx context.Context, turn int, p *pending) error {
 
 // approve asks a person about one call and records the request and the answer.
 func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, d policy.Decision, gv guard.Verdict) (policy.Decision, error) {
-	r.approvalN++
+	id := ApprovalID(r.t.ID, use.ID)
+	var existing *store.Approval
+	if r.dur != nil {
+		ap, err := r.dur.Approval(ctx, id)
+		switch {
+		case err == nil:
+			existing = ap
+		case !errors.Is(err, store.ErrNotFound):
+			return d, &storeError{err}
+		}
+	}
+	if existing != nil && existing.Status != store.ApprovalPending {
+		// Answered from the inbox while the task waited (or before a restart).
+		out := policy.Decision{Effect: d.Effect, By: policy.ByUser, Rule: "user:" + string(AnswerNo)}
+		if existing.Status == store.ApprovalApproved {
+			out.Verdict, out.Rule = policy.Allow, "user:"+string(AnswerYes)
+			if existing.Scope == "task" {
+				out.Rule = "user:" + string(AnswerYesTask)
+				if d.By != policy.ByGuard && !touchesProtected(call.Action) {
+					r.approvedForTask[d.Effect] = true
+				}
+			}
+		} else {
+			out.Verdict, out.Reason = policy.Deny, "the user said no"
+		}
+		return out, nil
+	}
 	req := ApprovalRequest{
-		ID: fmt.Sprintf("%s-a%d", r.t.ID, r.approvalN), Task: r.t.ID, CallID: use.ID, Tool: use.Name,
+		ID: id, Task: r.t.ID, CallID: use.ID, Tool: use.Name,
 		Effect: d.Effect, Summary: call.Action.Summary, Rule: d.Rule, Provenance: r.gctx.Label(),
 	}
 	if d.By == policy.ByGuard {
@@ -271,20 +328,36 @@ func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, 
 		}
 	}
 	back := r.t.Status
-	if err := r.setStatus(ctx, task.AwaitingApproval, call.Action.Summary); err != nil {
-		return d, err
+	if back == task.AwaitingApproval { // asked before a restart, still pending
+		back = task.Running
+		if len(r.t.Plan) == 0 {
+			back = task.Planning
+		}
 	}
 	ap := store.Approval{ID: req.ID, Task: r.t.ID, CallID: use.ID, Tool: use.Name, Effect: string(d.Effect),
 		Summary: call.Action.Summary, Provenance: provenanceText(r.gctx.Label()), Status: store.ApprovalPending, CreatedAt: r.cfg.Now()}
-	b := &store.Batch{Approvals: []store.Approval{ap}}
-	r.addEvent(b, event.ApprovalRequested, map[string]any{"approval_id": req.ID, "tool_call_id": use.ID, "tool": use.Name,
-		"effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule, "targets": req.Targets, "provenance": r.gctx.Label(), "guard": req.Guard})
-	r.addAudit(b, "approval.requested", map[string]any{"approval_id": req.ID, "call_id": use.ID, "effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule})
-	if err := r.commit(ctx, b); err != nil {
-		return d, err
+	if existing == nil {
+		if err := r.setStatusWith(ctx, task.AwaitingApproval, call.Action.Summary, func(b *store.Batch) {
+			b.Approvals = []store.Approval{ap}
+			r.addEvent(b, event.ApprovalRequested, map[string]any{"approval_id": req.ID, "tool_call_id": use.ID, "tool": use.Name,
+				"effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule, "targets": req.Targets, "provenance": r.gctx.Label(), "guard": req.Guard})
+			r.addAudit(b, "approval.requested", map[string]any{"approval_id": req.ID, "call_id": use.ID, "effect": d.Effect, "summary": call.Action.Summary, "rule": d.Rule})
+		}); err != nil {
+			return d, err
+		}
+	} else {
+		ap = *existing
+		if r.t.Status != task.AwaitingApproval {
+			if err := r.setStatus(ctx, task.AwaitingApproval, call.Action.Summary); err != nil {
+				return d, err
+			}
+		}
 	}
 
 	ans, err := r.cfg.Person.Approve(ctx, req)
+	if errors.Is(err, ErrSuspend) {
+		return d, err
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return d, context.Cause(ctx)
@@ -308,7 +381,7 @@ func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, 
 		}
 		ap.Status = store.ApprovalDenied
 	}
-	b = &store.Batch{Approvals: []store.Approval{ap}}
+	b := &store.Batch{Approvals: []store.Approval{ap}}
 	r.addEvent(b, event.ApprovalResolved, map[string]any{"approval_id": req.ID, "tool_call_id": use.ID, "answer": ans, "scope": ap.Scope, "by": "user"})
 	r.addAudit(b, "approval.resolved", map[string]any{"approval_id": req.ID, "call_id": use.ID, "answer": ans, "scope": ap.Scope, "by": "user"})
 	if err := r.commit(ctx, b); err != nil {
@@ -316,6 +389,67 @@ func (r *Runner) approve(ctx context.Context, use model.Block, call *tool.Call, 
 	}
 	if err := r.setStatus(ctx, back, ""); err != nil {
 		return d, err
+	}
+	return out, nil
+}
+
+// ApprovalID is the id of the approval of one call: the same after a restart, so that a call
+// is never asked about twice.
+func ApprovalID(taskID, callID string) string {
+	return "a-" + digest(taskID + "\x00" + callID)[:12]
+}
+
+// recoverCalls returns the results of this turn's calls that a previous run already settled
+// (journalled with a result: never run again), and settles the calls left in doubt (intent
+// journalled, no result): an idempotent call runs again through the pipeline; any other is
+// recorded as of unknown outcome, and the model is told so.
+func (r *Runner) recoverCalls(ctx context.Context, turn int, uses []model.Block) (map[string]model.Block, error) {
+	if r.dur == nil || !r.recovering {
+		return nil, nil
+	}
+	r.recovering = false // only the turn a restart left unfinished can have journalled calls
+	rows, err := r.cfg.Store.ToolCalls(ctx, r.t.ID)
+	if err != nil {
+		return nil, &storeError{err}
+	}
+	byID := make(map[string]store.ToolCall, len(uses))
+	want := map[string]bool{}
+	for _, u := range uses {
+		want[u.ID] = true
+	}
+	for _, c := range rows {
+		if want[c.ID] {
+			byID[c.ID] = c
+		}
+	}
+	out := map[string]model.Block{}
+	for _, use := range uses {
+		c, ok := byID[use.ID]
+		if !ok {
+			continue
+		}
+		if res, ok := settled(c); ok {
+			out[use.ID] = res
+			continue
+		}
+		// In doubt. Is it safe to run again?
+		if t, input, err := r.cfg.Tools.Decode(use.Name, use.Input); err == nil {
+			if call, err := t.Prepare(ctx, r.env(use.ID), input); err == nil && call.Idempotent {
+				continue // the pipeline runs it again
+			}
+		}
+		msg := unknownOutcome(use.Name)
+		r.inDoubt[doubtKey(use.Name, string(use.Input))] = true
+		c.Status, c.Result, c.FinishedAt = store.CallUnknown, msg, r.cfg.Now()
+		b := &store.Batch{Calls: []store.ToolCall{c}}
+		r.addEvent(b, event.ToolResult, map[string]any{"tool_call_id": use.ID, "tool": use.Name, "status": string(store.CallUnknown), "error": msg})
+		r.addAudit(b, "tool.call", map[string]any{"call_id": use.ID, "tool": use.Name, "args_sha256": digest(use.Input),
+			"effect": c.Effect, "decision": c.Decision, "status": string(store.CallUnknown)})
+		r.decisions = append(r.decisions, fmt.Sprintf("%s (%s): outcome unknown after a restart", use.Name, use.ID))
+		if err := r.commit(ctx, b); err != nil {
+			return nil, err
+		}
+		out[use.ID] = model.Block{Type: model.BlockToolResult, ToolUseID: use.ID, Content: msg, IsError: true}
 	}
 	return out, nil
 }
@@ -329,6 +463,7 @@ func (r *Runner) env(callID string) *tool.Env {
 		Ask:     r.ask,
 		Sandbox: r.cfg.Sandbox,
 		Web:     r.cfg.Web,
+		Spawn:   r.spawn(callID),
 		Output: func(stream, chunk string) {
 			b := &store.Batch{}
 			r.addEvent(b, event.ToolOutput, map[string]any{"tool_call_id": callID, "stream": stream, "chunk": chunk})
@@ -339,10 +474,18 @@ func (r *Runner) env(callID string) *tool.Env {
 
 // setPlan stores a new plan; the first plan moves the task from planning to running.
 func (r *Runner) setPlan(ctx context.Context, p task.Plan) error {
+	// Subagents stay on the plan whatever the model sends: they are the runtime's to show.
+	for _, it := range r.t.Plan {
+		if it.Owner != "" && it.Owner == it.ID && !slices.ContainsFunc(p, func(x task.PlanItem) bool { return x.ID == it.ID }) {
+			p = append(p, it)
+		}
+	}
 	if err := p.Validate(); err != nil {
 		return &tool.Refusal{Msg: err.Error()}
 	}
+	r.planMu.Lock()
 	r.t.Plan = p
+	r.planMu.Unlock()
 	r.t.UpdatedAt = r.cfg.Now()
 	b := &store.Batch{Task: r.t}
 	r.addEvent(b, event.PlanUpdated, map[string]any{"items": p})

@@ -27,15 +27,29 @@ type Runner struct {
 	provider model.Provider
 	t        *task.Task
 
-	mu  sync.Mutex // serializes commits and numbers events
-	seq int64      // last event seq, under mu
+	mu     sync.Mutex // serializes commits, so that events reach OnEvent in order
+	planMu sync.Mutex // held by children's progress reports while they change the plan
+	dur store.Durable
 
 	msgs      []model.Message
+	msgN      []int64 // each message's task-log number (0 for the head)
 	gctx      *guard.Context // what the conversation holds, for provenance and the guard
 	rules     *guard.Rules
 	datamark  string // wraps untrusted content for the model
 	errStreak int
 	started   bool
+
+	// durable state (see runState)
+	turn      int
+	pending   []model.Block
+	from      int64
+	lastUsage model.Usage
+	phase     string
+	workErr   string
+	inDoubt   map[string]bool
+	children  map[string][]string
+	slice     int // work turns run by this Run
+	suspended Suspension
 
 	// facts kept for compaction summaries
 	filesRead    map[string]bool
@@ -44,7 +58,7 @@ type Runner struct {
 	questions    []string
 
 	approvedForTask map[policy.Effect]bool
-	approvalN       int
+	recovering      bool // restored with a turn unfinished: its calls may be journalled
 }
 
 // New checks cfg and returns a Runner for cfg.Task.
@@ -60,7 +74,10 @@ func New(cfg Config) (*Runner, error) {
 		filesRead:       map[string]bool{},
 		filesWritten:    map[string]bool{},
 		approvedForTask: map[policy.Effect]bool{},
+		inDoubt:         map[string]bool{},
+		children:        map[string][]string{},
 	}
+	r.dur, _ = cfg.Store.(store.Durable)
 	gcfg := guard.DefaultConfig()
 	if cfg.Guard != nil {
 		gcfg = *cfg.Guard
@@ -70,7 +87,6 @@ func New(cfg Config) (*Runner, error) {
 	}
 	gcfg.ExecNetwork = gcfg.ExecNetwork || cfg.ExecNetwork
 	r.rules = guard.NewRules(gcfg)
-	r.gctx.AddTrusted("user", cfg.Task.Prompt)
 	rc := cfg.Retry
 	user := rc.OnRetry
 	rc.OnRetry = func(attempt int, err error, wait time.Duration) {
@@ -88,6 +104,10 @@ func New(cfg Config) (*Runner, error) {
 // Task returns the task record as the runner last wrote it.
 func (r *Runner) Task() *task.Task { return r.t }
 
+// Suspended says why the last Run returned with the task not finished (NotSuspended when it
+// finished).
+func (r *Runner) Suspended() Suspension { return r.suspended }
+
 // ErrBudget is wrapped by the failure of a task that ran out of a budget.
 var ErrBudget = errors.New("budget exhausted")
 
@@ -97,23 +117,54 @@ var errTokenBudget = fmt.Errorf("%w: tokens", ErrBudget)
 // summaryTimeout bounds the summarizing call when the task's own time is up.
 const summaryTimeout = 2 * time.Minute
 
-// Run drives the task to an end state and returns the final record. The returned error is only
-// for failures of the runtime itself (the store); a failed or cancelled task is not an error.
+// Run drives the task to an end state, or until it must wait (Suspended says why), and returns
+// the record. A task with a checkpoint in the store continues from it: a call whose result is
+// journalled is never run again. The returned error is only for failures of the runtime itself
+// (the store); a failed or cancelled task is not an error.
 func (r *Runner) Run(ctx context.Context) (*task.Task, error) {
+	r.suspended, r.slice = NotSuspended, 0
 	if r.cfg.Budgets.WallTime > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.cfg.Budgets.WallTime,
 			fmt.Errorf("%w: wall time (%s) reached", ErrBudget, r.cfg.Budgets.WallTime))
 		defer cancel()
 	}
-	if err := r.begin(ctx); err != nil {
+	if r.t.Status.Terminal() {
+		return r.t, nil
+	}
+	resumed := false
+	if r.dur != nil && !r.started {
+		var err error
+		if resumed, err = r.restore(ctx); err != nil {
+			return r.t, err
+		}
+	}
+	if !resumed && !r.started {
+		if err := r.begin(ctx); err != nil {
+			return r.t, err
+		}
+	}
+	r.started = true
+	if err := r.resumeStatus(ctx); err != nil {
 		return r.t, err
 	}
-	workErr := r.work(ctx)
+	var workErr error
+	if r.phase != "summary" {
+		workErr = r.work(ctx)
+		if isSuspend(workErr) {
+			return r.t, nil
+		}
+		var se *storeError
+		if errors.As(workErr, &se) {
+			return r.t, workErr
+		}
+	} else if r.workErr != "" {
+		workErr = errors.New(r.workErr)
+	}
 	return r.t, r.finish(ctx, workErr)
 }
 
-// begin records the task's creation and moves it to planning.
+// begin records the task's creation (unless the queue already did) and moves it to planning.
 func (r *Runner) begin(ctx context.Context) error {
 	now := r.cfg.Now()
 	if r.t.Status == "" {
@@ -131,14 +182,17 @@ func (r *Runner) begin(ctx context.Context) error {
 		grants = append(grants, map[string]string{"name": m.Name, "path": m.Path, "mode": string(m.Mode), "kind": string(m.Kind), "mount": r.cfg.Session.MountRoot() + "/" + m.Name})
 	}
 	b := &store.Batch{Task: r.t}
-	r.addEvent(b, event.TaskCreated, map[string]any{
-		"prompt": r.t.Prompt, "model": r.t.Model, "approvals": r.t.Approvals,
-		"grants": grants, "outputs": r.t.Outputs, "parent": r.t.Parent,
-	})
-	r.addAudit(b, "task.created", map[string]any{
-		"prompt_sha256": digest(r.t.Prompt), "prompt_bytes": len(r.t.Prompt),
-		"model": r.t.Model, "approvals": r.t.Approvals, "grants": grants,
-	})
+	if last, err := r.cfg.Store.LastSeq(ctx, r.t.ID); err != nil {
+		return &storeError{err}
+	} else if last == 0 {
+		AddCreated(b, r.t, grants, r.cfg.Now())
+	}
+	if r.datamark == "" {
+		r.datamark = guard.NewDatamark()
+	}
+	r.msgs, r.msgN = []model.Message{{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: r.firstMessage()}}}}, []int64{0}
+	r.trusted(b, "user", r.t.Prompt)
+	r.checkpoint(b)
 	if err := r.commit(ctx, b); err != nil {
 		return err
 	}
@@ -146,11 +200,60 @@ func (r *Runner) begin(ctx context.Context) error {
 	return r.setStatus(ctx, task.Planning, "")
 }
 
+// AddCreated adds a task's task.created event and audit entry to b.
+func AddCreated(b *store.Batch, t *task.Task, grants any, now time.Time) {
+	data, _ := json.Marshal(map[string]any{
+		"prompt": t.Prompt, "model": t.Model, "approvals": t.Approvals,
+		"grants": grants, "outputs": t.Outputs, "parent": t.Parent, "depth": t.Depth, "priority": t.Priority,
+	})
+	b.Events = append(b.Events, event.Event{Time: now.UTC(), Task: t.ID, Session: t.Session, Type: event.TaskCreated, Data: data})
+	b.Audit = append(b.Audit, audit.Entry{Time: now, Type: "task.created", Task: t.ID, Session: t.Session, Data: map[string]any{
+		"prompt_sha256": digest(t.Prompt), "prompt_bytes": len(t.Prompt),
+		"model": t.Model, "approvals": t.Approvals, "grants": grants, "parent": t.Parent,
+	}})
+}
+
 // work runs model <-> tool turns until the model stops calling tools, a budget runs out, the
 // context is cancelled or the task fails. It returns nil when the work phase ended normally.
+//
+// Each turn commits twice at least: the model's answer with the checkpoint that lists its tool
+// calls as pending, then (after the calls, each journalled on its own) the turn boundary: the
+// results, steering messages that arrived, and the checkpoint with nothing pending. A task
+// continued after a crash starts from the last of these that committed.
 func (r *Runner) work(ctx context.Context) error {
-	r.msgs = []model.Message{{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: r.firstMessage()}}}}
-	for turn := 1; ; turn++ {
+	for {
+		if len(r.pending) > 0 {
+			if err := r.finishTurn(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if r.turn > 0 {
+			// A turn boundary: what the person asked for comes first.
+			want, err := r.control(ctx)
+			if err != nil {
+				return err
+			}
+			switch want {
+			case "cancel":
+				return context.Canceled
+			case "pause":
+				return r.pause(ctx, &store.Batch{})
+			}
+			if r.cfg.SliceTurns > 0 && r.slice >= r.cfg.SliceTurns {
+				b := &store.Batch{}
+				r.checkpoint(b)
+				if r.cfg.Queue != nil {
+					r.cfg.Queue.Suspend(r.t, SuspendSlice, b)
+				}
+				if err := r.commit(ctx, b); err != nil {
+					return err
+				}
+				r.suspended = SuspendSlice
+				return errSuspended
+			}
+		}
+		turn := r.turn + 1
 		if err := r.checkBudgets(ctx, turn); err != nil {
 			return err
 		}
@@ -158,23 +261,51 @@ func (r *Runner) work(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.msgs = append(r.msgs, normalizeAssistant(resp.Message))
-		uses := resp.Message.ToolUses()
-		if len(uses) == 0 {
-			return nil
-		}
-		results, err := r.runCalls(ctx, turn, uses)
-		if err != nil {
-			return err
-		}
-		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: results})
-		if r.errStreak >= r.cfg.MaxConsecutiveErrors {
-			return fmt.Errorf("the model made %d malformed tool calls in a row; the last: %s", r.errStreak, lastError(results))
-		}
-		if err := r.maybeCompact(ctx, resp.Usage); err != nil {
-			return err
+		r.slice++
+		if len(resp.Message.ToolUses()) == 0 {
+			// The model is done, unless the person said something meanwhile.
+			b := &store.Batch{}
+			content, err := r.deliverSteers(ctx, b, nil)
+			if err != nil {
+				return err
+			}
+			if len(content) == 0 {
+				return nil
+			}
+			r.logMsg(b, model.Message{Role: model.RoleUser, Content: content})
+			r.checkpoint(b)
+			if err := r.commit(ctx, b); err != nil {
+				return err
+			}
+			if err := r.maybeCompact(ctx, resp.Usage); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// finishTurn runs the pending tool calls of the current turn (skipping those journalled as
+// done) and commits the turn boundary.
+func (r *Runner) finishTurn(ctx context.Context) error {
+	results, err := r.runCalls(ctx, r.turn, r.pending)
+	if err != nil {
+		return err
+	}
+	b := &store.Batch{Task: r.t}
+	content, err := r.deliverSteers(ctx, b, results)
+	if err != nil {
+		return err
+	}
+	r.pending = nil
+	r.logMsg(b, model.Message{Role: model.RoleUser, Content: content})
+	r.checkpoint(b)
+	if err := r.commit(ctx, b); err != nil {
+		return err
+	}
+	if r.errStreak >= r.cfg.MaxConsecutiveErrors {
+		return fmt.Errorf("the model made %d malformed tool calls in a row; the last: %s", r.errStreak, lastError(results))
+	}
+	return r.maybeCompact(ctx, r.lastUsage)
 }
 
 func (r *Runner) checkBudgets(ctx context.Context, turn int) error {
@@ -198,9 +329,10 @@ func (r *Runner) call(ctx context.Context, turn int, purpose model.Purpose) (*mo
 	req := model.Request{
 		System:    systemPrompt(r.cfg.Session, purpose, r.datamark),
 		Messages:  r.msgs,
-		Tools:     r.cfg.Tools.Specs(),
+		Tools:     r.toolSpecs(),
 		MaxTokens: r.cfg.MaxTokensPerTurn,
 		Purpose:   purpose,
+		Turn:      turn,
 		Vars:      map[string]string{"session": r.cfg.Session.ID, "task": r.t.ID},
 	}
 	if purpose == model.PurposeWork {
@@ -234,6 +366,13 @@ func (r *Runner) call(ctx context.Context, turn int, purpose model.Purpose) (*mo
 		ad["content"] = resp.Message
 	}
 	r.addAudit(b, "model.call", ad)
+	r.lastUsage = resp.Usage
+	if purpose == model.PurposeWork {
+		r.turn = turn
+		r.logMsg(b, normalizeAssistant(resp.Message))
+		r.pending = resp.Message.ToolUses()
+		r.checkpoint(b)
+	}
 	if err := r.commit(ctx, b); err != nil {
 		return nil, err
 	}
@@ -262,13 +401,16 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 		sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), summaryTimeout)
 		defer cancel()
 	}
-	if err := r.setStatus(sctx, task.Summarizing, errText(workErr)); err != nil {
-		return err
+	if r.t.Status != task.Summarizing {
+		r.phase, r.workErr = "summary", errText(workErr)
+		if err := r.setStatusWith(sctx, task.Summarizing, errText(workErr), r.checkpoint); err != nil {
+			return err
+		}
 	}
 	summary := ""
 	if workErr == nil || errors.Is(workErr, ErrBudget) && !errors.Is(workErr, errTokenBudget) {
 		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: summaryRequest}}})
-		resp, err := r.call(sctx, r.t.Turns+1, model.PurposeSummary)
+		resp, err := r.call(sctx, r.turn+1, model.PurposeSummary)
 		var se *storeError
 		if errors.As(err, &se) {
 			return err
@@ -296,23 +438,28 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 	return r.end(task.Completed, "")
 }
 
+// end moves the task to its end state and records task.finished, in one commit with what the
+// queue must do at the end (a parent's continuation).
 func (r *Runner) end(to task.State, reason string) error {
 	ctx := context.Background()
-	if err := r.setStatus(ctx, to, reason); err != nil {
-		return err
-	}
-	b := &store.Batch{}
-	data := map[string]any{"status": to, "turns": r.t.Turns, "usage": r.t.Usage, "outputs": r.t.Outputs}
-	if r.t.Error != "" {
-		data["error"] = r.t.Error
-	}
-	r.addEvent(b, event.TaskFinished, data)
-	r.addAudit(b, "task.finished", data)
-	return r.commit(ctx, b)
+	return r.setStatusWith(ctx, to, reason, func(b *store.Batch) {
+		data := map[string]any{"status": to, "turns": r.t.Turns, "usage": r.t.Usage, "outputs": r.t.Outputs}
+		if r.t.Error != "" {
+			data["error"] = r.t.Error
+		}
+		r.addEvent(b, event.TaskFinished, data)
+		r.addAudit(b, "task.finished", data)
+		b.Controls = append(b.Controls, store.Control{Task: r.t.ID, Want: "", At: r.cfg.Now()})
+	})
 }
 
 // setStatus applies a lifecycle transition, refusing an illegal one.
 func (r *Runner) setStatus(ctx context.Context, to task.State, reason string) error {
+	return r.setStatusWith(ctx, to, reason, nil)
+}
+
+// setStatusWith applies a transition and commits it with what more adds to the batch.
+func (r *Runner) setStatusWith(ctx context.Context, to task.State, reason string, more func(*store.Batch)) error {
 	from := r.t.Status
 	if err := task.Transition(from, to); err != nil {
 		return err
@@ -326,6 +473,14 @@ func (r *Runner) setStatus(ctx context.Context, to task.State, reason string) er
 	}
 	r.addEvent(b, event.TaskStatus, data)
 	r.addAudit(b, "task.status", data)
+	if more != nil {
+		more(b)
+	}
+	if to.Terminal() && r.cfg.Queue != nil {
+		if err := r.cfg.Queue.Finish(ctx, r.t, b); err != nil {
+			return &storeError{err}
+		}
+	}
 	return r.commit(ctx, b)
 }
 
@@ -350,21 +505,17 @@ func (r *Runner) addAudit(b *store.Batch, typ string, data any) {
 	b.Audit = append(b.Audit, audit.Entry{Time: r.cfg.Now(), Type: typ, Task: r.t.ID, Session: r.cfg.Session.ID, Data: data})
 }
 
-// commit numbers b's events, writes b in one transaction, then hands its events to OnEvent.
-// Commits are serialized (running tools stream output from their own goroutines), so events
-// reach the journal and OnEvent in sequence order. Journal writes are not cancelled with the
-// task: a cancelled task must still be recorded.
+// commit writes b in one transaction (the store numbers its events), then hands its events to
+// OnEvent. Commits are serialized (running tools stream output from their own goroutines), so
+// events reach OnEvent in sequence order. Journal writes are not cancelled with the task: a
+// cancelled task must still be recorded.
 func (r *Runner) commit(ctx context.Context, b *store.Batch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range b.Events {
-		r.seq++
-		b.Events[i].Seq = r.seq
-	}
 	if err := r.cfg.Store.Commit(context.WithoutCancel(ctx), b); err != nil {
-		r.seq -= int64(len(b.Events))
 		return &storeError{err}
 	}
+	r.resolveLogN(b)
 	if r.cfg.OnEvent != nil {
 		for _, e := range b.Events {
 			r.cfg.OnEvent(e)

@@ -97,6 +97,10 @@ type Request struct {
 	Tools     []ToolSpec
 	MaxTokens int
 	Purpose   Purpose
+	// Turn numbers the request among the task's turns, from 1 (a summary request is the turn
+	// after the last work turn). Real providers ignore it; the script model plays turn Turn,
+	// so that a task continued after a restart picks up its script where it was.
+	Turn int
 	// Vars are substitutions the script model applies to tool inputs (e.g. "session").
 	Vars map[string]string
 	// OnText, when set, receives streamed text deltas as they arrive.

@@ -30,6 +30,9 @@ const (
 	CallOK      CallStatus = "ok"      // executed, succeeded
 	CallError   CallStatus = "error"   // executed (or refused while running), failed
 	CallRefused CallStatus = "refused" // never executed: invalid, out of scope or denied
+	// CallUnknown: the intent was journalled, then keepup stopped before the result; the call
+	// is not run again and the model is told its outcome is unknown.
+	CallUnknown CallStatus = "unknown"
 )
 
 // ToolCall is one row of the tool-call journal.

@@ -20,7 +20,7 @@ import (
 // Builtins returns the built-in tools in DESIGN.md order: list_dir, read_file, write_file,
 // edit_file, delete_path, move_path, glob, grep, bash, web_fetch, update_plan, ask_user.
 func Builtins() []Tool {
-	return []Tool{ListDir{}, ReadFile{}, WriteFile{}, EditFile{}, DeletePath{}, MovePath{}, Glob{}, Grep{}, Bash{}, WebFetch{}, UpdatePlan{}, AskUser{}}
+	return []Tool{ListDir{}, ReadFile{}, WriteFile{}, EditFile{}, DeletePath{}, MovePath{}, Glob{}, Grep{}, Bash{}, WebFetch{}, UpdatePlan{}, AskUser{}, SpawnSubagents{}}
 }
 
 // Limits of the built-in tools.

@@ -208,7 +208,7 @@ func TestBuiltins(t *testing.T) {
 			t.Errorf("%s: schema is not strict: %s", s.Name, s.InputSchema)
 		}
 	}
-	want := "list_dir read_file write_file edit_file delete_path move_path glob grep bash web_fetch update_plan ask_user"
+	want := "list_dir read_file write_file edit_file delete_path move_path glob grep bash web_fetch update_plan ask_user spawn_subagents"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("Builtins() = %s, want %s", got, want)
 	}
@@ -247,6 +247,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"update_plan", `{"items": [{"id": "1", "title": "t", "status": "done", "owner": "me"}]}`, "do not match its schema"},
 		{"ask_user", `{"question": ""}`, "do not match its schema"},
 		{"ask_user", `not json`, "not valid JSON"},
+		{"spawn_subagents", `{"tasks": []}`, "do not match its schema"},
+		{"spawn_subagents", `{"tasks": [{"title": "a"}]}`, "do not match its schema"},
 		{"rm_rf", `{}`, `unknown tool "rm_rf"`},
 	}
 	for _, tt := range tests {

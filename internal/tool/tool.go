@@ -75,6 +75,9 @@ type Env struct {
 	// Web is the HTTP client whose requests go through the session's egress proxy
 	// (web_fetch). Nil when the session has no network: those tools refuse.
 	Web *http.Client
+	// Spawn runs subagents for this call (spawn_subagents) and returns their results; nil
+	// when the task may not start any.
+	Spawn func(ctx context.Context, briefs []Brief) ([]ChildResult, error)
 }
 
 // Refusal is a call refused before or while running, with a message the model can act on.

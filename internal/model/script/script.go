@@ -186,7 +186,8 @@ func Load(path string) (*Script, error) {
 	return s, nil
 }
 
-// Provider plays a Script. It is safe for concurrent use; turns are handed out in order.
+// Provider plays a Script. It is safe for concurrent use. A request with a Turn plays that turn
+// of the script; one without plays the turn after the last one played.
 type Provider struct {
 	name   string
 	script *Script
@@ -209,12 +210,26 @@ func (p *Provider) Complete(ctx context.Context, req model.Request) (*model.Resp
 	p.mu.Lock()
 	var t Turn
 	idx := p.next
+	if req.Turn > 0 {
+		idx = req.Turn - 1
+	}
 	have := idx < len(p.script.Turns)
 	if have {
 		t = p.script.Turns[idx]
-		p.next++
+		p.next = idx + 1
 	}
 	last := p.lastText
+	if req.Turn > 0 {
+		// The last text played before this turn, from the script itself: the provider may be
+		// new (a task continued after a restart).
+		last = ""
+		for i := min(idx, len(p.script.Turns)) - 1; i >= 0; i-- {
+			if s := p.script.Turns[i].Text; s != "" {
+				last = s
+				break
+			}
+		}
+	}
 	if have && t.Text != "" {
 		p.lastText = t.Text
 	}
