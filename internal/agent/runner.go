@@ -29,10 +29,10 @@ type Runner struct {
 
 	mu     sync.Mutex // serializes commits, so that events reach OnEvent in order
 	planMu sync.Mutex // held by children's progress reports while they change the plan
-	dur store.Durable
+	dur    store.Durable
 
 	msgs      []model.Message
-	msgN      []int64 // each message's task-log number (0 for the head)
+	msgN      []int64        // each message's task-log number (0 for the head)
 	gctx      *guard.Context // what the conversation holds, for provenance and the guard
 	rules     *guard.Rules
 	datamark  string // wraps untrusted content for the model
