@@ -114,6 +114,18 @@ func dispatch(st *State, args []string) error {
 			}
 		}
 		return usagef("usage: keepup audit verify | keepup audit export [--task ID]")
+	case "queue":
+		return cmdQueue(st, args[1:])
+	case "logs":
+		return cmdLogs(st, args[1:])
+	case "steer":
+		return cmdSteer(st, args[1:])
+	case "approve":
+		return cmdApprove(st, args[1:])
+	case "approvals":
+		return cmdApprovals(st, args[1:])
+	case "pause", "resume", "cancel":
+		return cmdTaskControl(st, args[0], args[1:])
 	case "doctor":
 		return cmdDoctor(st, args[1:])
 	case "eval":

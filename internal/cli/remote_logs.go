@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keepup/keepup/internal/client"
+	"github.com/keepup/keepup/internal/event"
+	"github.com/keepup/keepup/internal/store"
+)
+
+func cmdLogs(st *State, args []string) error {
+	fs := newFlags("logs")
+	follow := fs.Bool("f", false, "follow: print events as they come until the task finishes")
+	asJSON := fs.Bool("json", false, "print events as JSON lines")
+	pos, err := parseAnywhere(fs, args)
+	if err != nil || len(pos) != 1 {
+		return usagef("usage: keepup logs [-f] [--json] ID")
+	}
+	id := pos[0]
+	c, err := needDaemon(st)
+	if err != nil {
+		return err
+	}
+	ctx, stop := st.Context()
+	defer stop()
+	if _, err := c.Task(ctx, id); err != nil {
+		return remoteError(err)
+	}
+	print := eventPrinter(st, *asJSON)
+	if !*follow {
+		return remoteError(allEvents(ctx, c, id, 0, func(e event.Event) error { print(e); return nil }))
+	}
+	t, _, err := followTask(ctx, c, id, 0, print, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: ExitCancelled, msg: fmt.Sprintf("stopped following %s; it goes on in the daemon", id)}
+		}
+		return remoteError(err)
+	}
+	return exitFor(t)
+}
+
+// allEvents calls fn with every event of task id after after, a page at a time.
+func allEvents(ctx context.Context, c *client.Client, id string, after int64, fn func(event.Event) error) error {
+	const page = 1000
+	for {
+		evs, err := c.Events(ctx, id, after, page)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(evs) < page {
+			return nil
+		}
+	}
+}
+
+// eventPrinter prints events from the daemon: as JSON lines (one event per line, nothing else
+// on stdout), or for a person like a run in-process does.
+func eventPrinter(st *State, asJSON bool) func(event.Event) {
+	if asJSON {
+		enc := json.NewEncoder(st.Stdout)
+		return func(e event.Event) { _ = enc.Encode(e) }
+	}
+	return (&remoteProgress{p: newProgress(st.Stdout, st.TTY)}).event
+}
+
+// remoteProgress is the progress printer for events that come from the daemon: model text
+// arrives as model.text events rather than streamed, and steering, approvals, pauses and
+// subtasks get a line of their own.
+type remoteProgress struct{ p *progress }
+
+func (r *remoteProgress) event(e event.Event) {
+	var d map[string]any
+	_ = json.Unmarshal(e.Data, &d)
+	str := func(k string) string { s, _ := d[k].(string); return s }
+	line := func(format string, args ...any) {
+		r.p.mu.Lock()
+		defer r.p.mu.Unlock()
+		r.p.printf(format, args...)
+	}
+	switch e.Type {
+	case event.ModelText:
+		if t := strings.TrimSpace(str("text")); t != "" {
+			r.p.text(t)
+		}
+	case event.SteerReceived:
+		line("  ↪ message from you: %s\n", short(str("message"), 100))
+	case event.ApprovalRequested:
+		line("  ? waiting for approval %s: %s (answer with 'keepup approve %s' or 'keepup approve --deny %s')\n",
+			str("approval_id"), str("summary"), str("approval_id"), str("approval_id"))
+	case event.ApprovalResolved:
+		answer := "denied"
+		if strings.HasPrefix(str("answer"), "yes") { // yes, yes-task
+			answer = "approved"
+		}
+		by := str("by")
+		if by == "" {
+			by = "user"
+		}
+		if answer == "approved" && str("scope") == "task" {
+			answer = "approved for the rest of the task"
+		}
+		line("  ✓ approval %s %s by %s\n", str("approval_id"), answer, by)
+	case event.SubtaskSpawned:
+		line("  ⇉ subtask %s: %s\n", str("child"), str("title"))
+	case event.TaskStatus:
+		switch {
+		case str("to") == "paused":
+			line("  (paused)\n")
+		case str("from") == "paused":
+			line("  (resumed)\n")
+		}
+	case event.TaskFinished:
+		if str("status") == "" { // the shared printer needs it
+			line("\nFinished\n")
+			return
+		}
+		r.p.event(e)
+	default:
+		r.p.event(e)
+	}
+}
+
+// remoteTasks is `keepup tasks` through the daemon.
+func remoteTasks(st *State, c *client.Client, limit int) error {
+	ctx, cancel := callCtx(st)
+	defer cancel()
+	if limit > 1000 {
+		limit = 1000
+	}
+	ts, err := c.Tasks(ctx, store.TaskFilter{Limit: limit})
+	if err != nil {
+		return remoteError(err)
+	}
+	if len(ts) == 0 {
+		fmt.Fprintln(st.Stdout, "no tasks yet; try 'keepup queue add PROMPT'")
+		return nil
+	}
+	tw := tabwriter.NewWriter(st.Stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tPLAN\tPROMPT")
+	for _, t := range ts {
+		done, total := t.Plan.Counts()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", t.ID, t.Status, t.CreatedAt.Local().Format(time.DateTime), done, total, short(t.Prompt, 60))
+	}
+	return tw.Flush()
+}
+
+// remoteTaskShow is `keepup task show [--events] ID` through the daemon. The daemon's API has
+// no tool-call journal; the events show the calls.
+func remoteTaskShow(st *State, c *client.Client, id string, events bool) error {
+	ctx, cancel := callCtx(st)
+	defer cancel()
+	t, err := c.Task(ctx, id)
+	if err != nil {
+		return remoteError(err)
+	}
+	w := st.Stdout
+	fmt.Fprintf(w, "Task      %s\n", t.ID)
+	fmt.Fprintf(w, "Status    %s\n", t.Status)
+	fmt.Fprintf(w, "Session   %s\n", t.Session)
+	if t.Parent != "" {
+		fmt.Fprintf(w, "Parent    %s\n", t.Parent)
+	}
+	fmt.Fprintf(w, "Model     %s (approvals %s)\n", t.Model, t.Approvals)
+	fmt.Fprintf(w, "Priority  %d\n", t.Priority)
+	fmt.Fprintf(w, "Created   %s\n", t.CreatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Turns     %d, tokens %d in / %d out\n", t.Turns, t.Usage.InputTokens, t.Usage.OutputTokens)
+	for _, g := range t.Grants {
+		fmt.Fprintf(w, "Folder    %s %s %s\n", g.Name, g.Mode, g.Path)
+	}
+	fmt.Fprintf(w, "Prompt    %s\n", t.Prompt)
+	if len(t.Plan) > 0 {
+		fmt.Fprintln(w, "Plan")
+		for _, it := range t.Plan {
+			fmt.Fprintf(w, "  %s %s\n", checkbox(it.Status), it.Title)
+		}
+	}
+	if len(t.Children) > 0 {
+		fmt.Fprintf(w, "Subtasks  %s\n", strings.Join(t.Children, ", "))
+	}
+	if t.Error != "" {
+		fmt.Fprintf(w, "Error     %s\n", t.Error)
+	}
+	if t.Summary != "" {
+		fmt.Fprintf(w, "Summary\n  %s\n", strings.ReplaceAll(strings.TrimSpace(t.Summary), "\n", "\n  "))
+	}
+	if events {
+		fmt.Fprintln(w, "Events")
+		err := allEvents(ctx, c, id, 0, func(e event.Event) error {
+			_, err := fmt.Fprintf(w, "  %4d %s %-18s %s\n", e.Seq, e.Time.Local().Format("15:04:05.000"), e.Type, short(string(e.Data), 100))
+			return err
+		})
+		if err != nil && !errors.Is(err, io.ErrShortWrite) {
+			return remoteError(err)
+		}
+	}
+	return nil
+}
