@@ -939,3 +939,24 @@ func TestNewToken(t *testing.T) {
 		t.Fatalf("tokens %q %q", a, b)
 	}
 }
+
+// The in-memory backend is for tests only: no program may serve it.
+func TestServertestOnlyInTests(t *testing.T) {
+	t.Parallel()
+	const pkg = `"github.com/keepup/keepup/internal/server/servertest"`
+	n := 0
+	err := filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		n++
+		data, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(data), pkg) {
+			t.Errorf("%s imports servertest", p)
+		}
+		return err
+	})
+	if err != nil || n < 50 {
+		t.Fatalf("walked %d files: %v", n, err)
+	}
+}
