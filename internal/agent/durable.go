@@ -30,8 +30,14 @@ const (
 	SuspendApproval  Suspension = "approval" // waiting for an approval in the inbox
 	SuspendChildren  Suspension = "children" // waiting for subagents to finish
 	SuspendPaused    Suspension = "paused"   // a person paused the task
+	SuspendShutdown  Suspension = "shutdown" // the process is stopping; the task continues at the next start
 	errSuspendedText            = "task suspended"
 )
+
+// ErrShutdown is the cause a queue cancels a slice's context with when its process stops: the
+// task is not cancelled, it stops where it is (a call running then is left in doubt) and
+// continues from its checkpoint at the next start.
+var ErrShutdown = errors.New("keepup is shutting down")
 
 // errSuspended unwinds the work loop when the task suspends.
 var errSuspended = errors.New(errSuspendedText)
@@ -298,3 +304,16 @@ func settled(c store.ToolCall) (model.Block, bool) {
 
 // isSuspend reports whether err is a suspension, not a failure.
 func isSuspend(err error) bool { return errors.Is(err, errSuspended) }
+
+// FilesWritten returns the files a task wrote, moved or deleted, from its checkpoint (nil when
+// it has none or it cannot be read).
+func FilesWritten(st *store.TaskState) []string {
+	if st == nil {
+		return nil
+	}
+	var s runState
+	if json.Unmarshal(st.Data, &s) != nil {
+		return nil
+	}
+	return s.FilesWritten
+}

@@ -54,6 +54,9 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 			}()
 		}
 		wg.Wait()
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			return ErrShutdown
+		}
 		for _, i := range group {
 			if err := r.complete(ctx, turn, calls[i]); err != nil {
 				return err
@@ -90,6 +93,11 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 			p.out, p.runErr = p.call.Run(ctx)
 		} else {
 			p.runErr = context.Cause(ctx)
+		}
+		if errors.Is(context.Cause(ctx), ErrShutdown) {
+			// Stopping: the call's outcome is not recorded, so it is in doubt when the task
+			// continues (an idempotent call runs again).
+			return nil, ErrShutdown
 		}
 		if errors.Is(p.runErr, ErrSuspend) {
 			// The call waits for work done elsewhere (subagents); its intent stays journalled

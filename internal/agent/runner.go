@@ -151,6 +151,10 @@ func (r *Runner) Run(ctx context.Context) (*task.Task, error) {
 	var workErr error
 	if r.phase != "summary" {
 		workErr = r.work(ctx)
+		if errors.Is(workErr, ErrShutdown) || errors.Is(context.Cause(ctx), ErrShutdown) {
+			r.suspended = SuspendShutdown
+			return r.t, nil
+		}
 		if isSuspend(workErr) {
 			return r.t, nil
 		}

@@ -26,6 +26,10 @@ type Config struct {
 	// UploadsDir is the host folder the uploads are copied into (created; must be empty).
 	// Required when Uploads is not empty.
 	UploadsDir string
+	// Reopen opens the session of a task that already ran (a queued task continuing): the
+	// outputs folder and UploadsDir, when given, must exist, and UploadsDir is mounted as it
+	// is (no uploads are copied).
+	Reopen bool
 	// Home is KEEPUP_HOME: it, anything inside it and any folder containing it are never
 	// grantable. Empty skips that check (tests).
 	Home string
@@ -56,7 +60,10 @@ func Open(cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("outputs folder %q: %v", cfg.Outputs, err)
 	}
 	var uploadsDir string
-	if len(cfg.Uploads) > 0 {
+	if cfg.Reopen && len(cfg.Uploads) > 0 {
+		return nil, errors.New("session: a reopened session takes no new uploads")
+	}
+	if len(cfg.Uploads) > 0 || cfg.Reopen && cfg.UploadsDir != "" {
 		if cfg.UploadsDir == "" {
 			return nil, errors.New("session: uploads given but no uploads folder")
 		}
@@ -110,7 +117,16 @@ func Open(cfg Config) (*Session, error) {
 	if fi, err := os.Stat(outputs); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("outputs folder %s: not a directory", outputs)
 	}
-	if uploadsDir != "" {
+	if cfg.Reopen {
+		for _, d := range []string{outputs, uploadsDir} {
+			if d == "" {
+				continue
+			}
+			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+				return nil, fmt.Errorf("session %s: folder %s is gone; the task cannot continue", id, d)
+			}
+		}
+	} else if uploadsDir != "" {
 		if ents, err := os.ReadDir(uploadsDir); err == nil && len(ents) > 0 {
 			return nil, fmt.Errorf("uploads folder %s: not empty; uploads go into a fresh folder", uploadsDir)
 		}

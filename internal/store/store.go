@@ -79,7 +79,8 @@ type Approval struct {
 // task's state, its journal, its audit entries and the jobs it enqueues never disagree after a
 // crash.
 type Batch struct {
-	Task *task.Task // upserted when set
+	Task *task.Task   // upserted when set
+	More []*task.Task // more tasks upserted (subagents created together)
 	// Events are appended. A Seq the caller set must be unique per task; a zero Seq is
 	// assigned by Commit (one more than the task's last, in the order given) and written back
 	// into the slice, so that several writers can add to one task's stream.
@@ -152,7 +153,7 @@ type Job struct {
 	Kind     string
 	Args     any
 	Priority int
-	// At schedules the job; zero: now. A time in the past orders the job as if queued then.
+	// At schedules the job; zero: now.
 	At time.Time
 	// Unique, when set, makes the job unique by kind and args among jobs not yet finished.
 	Unique bool

@@ -168,6 +168,9 @@ type Options struct {
 	// Call is the parent's spawn_subagents call that created this subagent; Title its brief's.
 	Call  string `json:"call,omitempty"`
 	Title string `json:"title,omitempty"`
+	// Held marks a subagent queued without a job yet: its parent has as many running as the
+	// limit allows, and releases it when one ends.
+	Held bool `json:"held,omitempty"`
 	// Schedule is the schedule that created the task, and Slot the slot it runs for.
 	Schedule string    `json:"schedule,omitempty"`
 	Slot     time.Time `json:"slot,omitzero"`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keepup/keepup/internal/audit"
 	"github.com/keepup/keepup/internal/store"
+	"github.com/keepup/keepup/internal/task"
 )
 
 // writeStmts are prepared once on the single write connection; a transaction reuses them
@@ -83,12 +84,17 @@ func (db *DB) Commit(ctx context.Context, b *store.Batch) error {
 		return nil
 	}
 	// Everything that can fail without the database is done before taking the lock.
-	var et encodedTask
-	if t := b.Task; t != nil {
-		if t.ID == "" {
+	tasks := b.More
+	if b.Task != nil {
+		tasks = append([]*task.Task{b.Task}, b.More...)
+	}
+	ets := make([]encodedTask, len(tasks))
+	for i, t := range tasks {
+		if t == nil || t.ID == "" {
 			return errors.New("sqlite: commit: task: empty ID")
 		}
 		var err error
+		et := &ets[i]
 		if et.plan, err = json.Marshal(t.Plan); err != nil {
 			return fmt.Errorf("sqlite: commit: task %q: plan: %w", t.ID, err)
 		}
@@ -131,13 +137,13 @@ func (db *DB) Commit(ctx context.Context, b *store.Batch) error {
 	if db.closed {
 		return errors.New("sqlite: commit: database is closed")
 	}
-	if err := db.commit(ctx, b, &et, bodies); err != nil {
+	if err := db.commit(ctx, b, tasks, ets, bodies); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
 }
 
-func (db *DB) commit(ctx context.Context, b *store.Batch, et *encodedTask, bodies [][]byte) (err error) {
+func (db *DB) commit(ctx context.Context, b *store.Batch, tasks []*task.Task, ets []encodedTask, bodies [][]byte) (err error) {
 	// BEGIN IMMEDIATE (see dsn): the only step that can wait long, for another process's write
 	// lock, and it gives up when ctx is done. The transaction is rolled back if ctx ends later.
 	tx, err := db.w.BeginTx(ctx, nil)
@@ -153,7 +159,8 @@ func (db *DB) commit(ctx context.Context, b *store.Batch, et *encodedTask, bodie
 		}
 	}()
 
-	if t := b.Task; t != nil {
+	for i, t := range tasks {
+		et := &ets[i]
 		res, err := tx.StmtContext(ctx, db.ws.updateTask).ExecContext(ctx,
 			t.Session, t.Prompt, et.plan, t.Summary, t.Error, t.Model, t.Approvals, et.grants, t.Outputs,
 			t.Turns, et.usage, nanos(t.UpdatedAt), et.extra, t.ID, string(t.Status), t.Parent, nanos(t.CreatedAt))

@@ -26,7 +26,7 @@ func (db *DB) SetEnqueuer(e store.Enqueuer) {
 }
 
 func empty(b *store.Batch) bool {
-	return b.Task == nil && len(b.Events) == 0 && len(b.Calls) == 0 && len(b.Approvals) == 0 &&
+	return b.Task == nil && len(b.More) == 0 && len(b.Events) == 0 && len(b.Calls) == 0 && len(b.Approvals) == 0 &&
 		len(b.Audit) == 0 && len(b.Log) == 0 && b.State == nil && len(b.Steers) == 0 &&
 		len(b.Delivered) == 0 && len(b.Controls) == 0 && len(b.Schedules) == 0 &&
 		len(b.Unschedule) == 0 && len(b.Jobs) == 0
