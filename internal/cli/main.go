@@ -37,7 +37,17 @@ const usage = `keepup — an agent runtime that works on the folders you grant i
 Usage:
   keepup run [--grant [NAME=]PATH[:ro|:rw]]... [--upload FILE]... [--model SPEC]
              [--approvals ask|deny|auto] [--json] [--max-turns N] PROMPT
+             [--detach]      (through the daemon when one runs; --detach returns at once)
   keepup demo                 run a scripted demo task on sample files
+  keepup serve [--addr HOST:PORT] [--socket PATH] [--max-running N] [--slice-turns N]
+                              run the daemon: queued tasks, HTTP API and event stream
+  keepup queue add [run's flags] [--priority 1-4] [--cron EXPR [--missed skip|run_once]] PROMPT
+  keepup queue list | schedules | unschedule ID
+  keepup logs [-f] [--json] ID  a task's events (-f: follow until it ends)
+  keepup steer ID MESSAGE     tell a running task something; it reads it at its next turn
+  keepup approvals [--task ID] [--all]
+  keepup approve ID [--deny] [--scope call|task]   answer an approval (or a task's only one)
+  keepup pause|resume|cancel ID
   keepup tasks                list tasks
   keepup task show ID         show a task, its plan and summary
   keepup audit verify         check the audit chain
@@ -114,6 +124,8 @@ func dispatch(st *State, args []string) error {
 			}
 		}
 		return usagef("usage: keepup audit verify | keepup audit export [--task ID]")
+	case "serve":
+		return cmdServe(st, args[1:])
 	case "queue":
 		return cmdQueue(st, args[1:])
 	case "logs":

@@ -56,6 +56,7 @@ func cmdRun(st *State, args []string) error {
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
 	fs.IntVar(&o.maxTurns, "max-turns", 0, "maximum model turns")
 	fs.StringVar(&o.sandbox, "sandbox", "", "sandbox backend: bwrap (default) or none (development only)")
+	detach := fs.Bool("detach", false, "queue the task in the daemon and return its id")
 	if err := fs.Parse(args); err != nil {
 		return usagef("run: %v", err)
 	}
@@ -66,6 +67,24 @@ func cmdRun(st *State, args []string) error {
 	}
 	if o.maxTurns < 0 {
 		return usagef("run: --max-turns %d: must be positive", o.maxTurns)
+	}
+	// A running daemon runs the task (the daemon's sandbox choice applies, so --sandbox keeps
+	// the run here).
+	if o.sandbox == "" {
+		c, err := daemonClient(st)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			final, err := runRemote(st, c, o, *detach)
+			if err != nil || *detach {
+				return err
+			}
+			return exitFor(final)
+		}
+	}
+	if *detach {
+		return usagef("run --detach: %s", noDaemon)
 	}
 	res, err := runTask(st, o)
 	if err != nil {
