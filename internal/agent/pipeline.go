@@ -80,6 +80,13 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 			continue
 		}
 		if err := r.prepare(ctx, turn, p); err != nil {
+			if isSuspend(err) {
+				// Reads already journalled as intents run before the task waits, so that
+				// none is left looking as if a crash interrupted it.
+				if ferr := flush(); ferr != nil {
+					return nil, ferr
+				}
+			}
 			return nil, err
 		}
 		if p.done || concurrent(p.call) {

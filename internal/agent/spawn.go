@@ -62,11 +62,15 @@ func (r *Runner) spawn(callID string) func(ctx context.Context, briefs []tool.Br
 			return nil, err
 		}
 		for _, res := range results {
-			r.t.Usage.InputTokens += res.Usage.InputTokens
-			r.t.Usage.OutputTokens += res.Usage.OutputTokens
 			if err := r.childStatus(ctx, res.Task, res.Status); err != nil {
 				return nil, err
 			}
+		}
+		// The children's tokens reach the store only with the call's journalled result: a
+		// spawn run again after a crash adds them once.
+		for _, res := range results {
+			r.t.Usage.InputTokens += res.Usage.InputTokens
+			r.t.Usage.OutputTokens += res.Usage.OutputTokens
 		}
 		return results, nil
 	}

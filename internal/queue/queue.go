@@ -162,6 +162,9 @@ type Queue struct {
 	busy      map[string]chan struct{}      // task id -> closed when its slice ends
 	subs      map[string]map[chan struct{}]struct{}
 	resolveMu sync.Mutex // one approval answer at a time
+	groupMu   sync.Mutex // guards groupQ and grouping (see commitGrouped)
+	groupQ    []*groupReq
+	grouping  bool
 	planMu    sync.Mutex // one parent-plan update at a time
 
 	stop     context.CancelFunc

@@ -83,7 +83,7 @@ func (q *Queue) Submit(ctx context.Context, req TaskRequest) (*TaskView, error) 
 	b := &store.Batch{Task: t}
 	agent.AddCreated(b, t, t.Grants, q.cfg.Now())
 	b.Jobs = []store.Job{sliceJob(t)}
-	if err := q.commit(ctx, b); err != nil {
+	if err := q.commitGrouped(ctx, b); err != nil {
 		return nil, err
 	}
 	return q.view(ctx, t)
