@@ -40,14 +40,14 @@ func TestMain(m *testing.M) {
 
 // env is one isolated keepup installation: its home, a managed policy path and a work folder.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	home    string
 	managed string
 	dir     string // scratch space for grants, scripts and outside files
 	extra   []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	root := t.TempDir()
 	e := &env{t: t, home: filepath.Join(root, "home"), managed: filepath.Join(root, "managed-policy.json"), dir: filepath.Join(root, "work")}

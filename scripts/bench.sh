@@ -12,6 +12,9 @@ go test -run '^$' -bench 'BenchmarkVerify' -count 3 ./internal/audit/ | tee -a "
 go test -run '^$' -bench 'BenchmarkCommitTypicalBatch' -count 3 ./internal/store/sqlite/ | tee -a "$out"
 go test -run '^$' -bench 'BenchmarkSandboxLatency' -benchtime 200x -count 1 ./e2e/ | tee -a "$out"
 go test -run '^$' -bench 'BenchmarkProxy' -benchtime 1x -count 3 ./internal/egress/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkThroughput' -benchtime 1x -count 1 -timeout 30m ./internal/queue/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkEnqueue' -benchtime 4000x -count 3 ./internal/queue/ | tee -a "$out"
+go test -run '^$' -bench 'BenchmarkDaemon' -benchtime 1x -count 3 -timeout 30m ./e2e/ | tee -a "$out"
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 turn_ns=$(awk '/^BenchmarkTurnOverhead/ {print $3}' "$out" | median)
@@ -69,6 +72,36 @@ Throughput ratio (proxy / direct, 100 MB): $(awk '/^BenchmarkProxyThroughput/ {f
 (target ≥ 0.80). Added median target: ≤ 1 ms. "terminate" is a host whose requests the proxy
 checks (request-level rules or a pinned credential), so it terminates TLS; "cold" opens a new
 connection per request, "warm" reuses one.
+
+## Orchestration (daemon and queue)
+
+Tasks completed per second by the queue (script model; a task is a plan, two writes and a final
+text, plus the summary turn; each model turn answered at once or after 1 s):
+
+| model latency | 1 running | 8 running | 64 running |
+|---|---|---|---|
+$(for lat in 0ms 1000ms; do
+  printf "| %s |" "$lat"
+  for r in 1 8 64; do
+    printf " %s |" "$(awk -v m="BenchmarkThroughput/latency=$lat/running=$r-" 'index($1, m) == 1 {for (i=1;i<=NF;i++) if ($(i+1)=="tasks/s") print $i}' "$out" | median)"
+  done
+  echo
+done)
+
+At 1 s a task needs 4 s of model time, so 64 running can at best complete 16 tasks/s.
+
+| what | measured | target | ratio |
+|---|---|---|---|
+| peak RSS of the daemon, 1,000 tasks running at once (1 s per turn) | $(awk '/^BenchmarkDaemon1000Tasks/ {for (i=1;i<=NF;i++) if ($(i+1)=="peak-RSS-MiB") print $i}' "$out" | median) MiB | ≤ 1,536 MiB | $(awk '/^BenchmarkDaemon1000Tasks/ {for (i=1;i<=NF;i++) if ($(i+1)=="peak-RSS-MiB") print $i}' "$out" | median | awk '{printf "%.1f×", 1536/$1}') |
+| daemon restart (after SIGKILL, 64 tasks running) to every interrupted task running again | $(awk '/^BenchmarkDaemonRestart/ {for (i=1;i<=NF;i++) if ($(i+1)=="restart-to-all-running-ms") print $i}' "$out" | median) ms | ≤ 2,000 ms | $(awk '/^BenchmarkDaemonRestart/ {for (i=1;i<=NF;i++) if ($(i+1)=="restart-to-all-running-ms") print $i}' "$out" | median | awk '{printf "%.1f×", 2000/$1}') |
+| enqueue rate, 8 concurrent clients (in process) | $(awk '/^BenchmarkEnqueue\/clients=8/ {for (i=1;i<=NF;i++) if ($(i+1)=="tasks/s") print $i}' "$out" | median) tasks/s | ≥ 2,000 tasks/s | $(awk '/^BenchmarkEnqueue\/clients=8/ {for (i=1;i<=NF;i++) if ($(i+1)=="tasks/s") print $i}' "$out" | median | awk '{printf "%.2f×", $1/2000}') |
+| enqueue rate, one client at a time (in process) | $(awk '/^BenchmarkEnqueue\/clients=1-/ {for (i=1;i<=NF;i++) if ($(i+1)=="tasks/s") print $i}' "$out" | median) tasks/s | — | — |
+| enqueue over HTTP, 16 clients, while the daemon runs what it was given | $(awk '/^BenchmarkDaemon1000Tasks/ {for (i=1;i<=NF;i++) if ($(i+1)=="submit-over-http-tasks/s") print $i}' "$out" | median) tasks/s | — | — |
+
+The restart time includes the first model turn after the restart (0.2 s of simulated latency):
+a task counts as running again when it records a new event. An enqueue is: validate, create the
+session's folders, store the task with its event and audit entry and its River job; submissions
+that arrive together share one commit.
 
 Raw output:
 
