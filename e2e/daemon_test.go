@@ -492,3 +492,61 @@ func TestDaemonAPIAuthAndSSEResume(t *testing.T) {
 		t.Fatalf("streamed %d events, restarted=%v", len(got), restarted)
 	}
 }
+
+// TestRunSubagentsInProcess: without a daemon, `keepup run` runs subagents itself, in parallel,
+// in the same session, and the parent's plan shows them.
+func TestRunSubagentsInProcess(t *testing.T) {
+	e := newEnv(t)
+	e.write("docs/a.txt", "a\n")
+	spec := e.script(
+		turn("", "update_plan", planCall("split")),
+		map[string]any{"tool_calls": []any{obj{"name": "spawn_subagents", "input": obj{"tasks": []any{
+			obj{"title": "one", "instructions": "write your file", "grants": []any{"work:ro"}},
+			obj{"title": "two", "instructions": "write your file"},
+		}}}}},
+		map[string]any{"tool_calls": []any{obj{"name": "write_file", "input": obj{"path": "out-${task}.txt", "content": "x"}}}},
+		turn("Split."),
+	)
+	r := e.run("", "run", "--json", "--grant", "work="+e.dir, "--model", spec, "--approvals", "auto", "split the work")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	evs := events(t, r.stdout)
+	root := evs[0].Task
+	mine := 0
+	for _, ev := range ofType(evs, "subtask.spawned") {
+		if ev.Task == root {
+			mine++
+		}
+	}
+	// --json carries the subagents' events too (6 spawns in all: 2 by the parent, 2 by each child).
+	if n := len(ofType(evs, "subtask.spawned")); mine != 2 || n != 6 {
+		t.Fatalf("%d subtask.spawned events of the parent and %d in all, want 2 and 6", mine, n)
+	}
+	db := e.openDB()
+	all, _ := db.Tasks(t.Context(), store.TaskFilter{})
+	// The parent, its two children and their two children each (the same script; depth 2).
+	if len(all) != 7 {
+		t.Fatalf("%d tasks, want 7", len(all))
+	}
+	ro := 0
+	for _, tk := range all {
+		if tk.Status != task.Completed {
+			t.Errorf("%s (depth %d) ended %s: %s", tk.ID, tk.Depth, tk.Status, tk.Error)
+		}
+		calls, _ := db.ToolCalls(t.Context(), tk.ID)
+		for _, cl := range calls {
+			if cl.Tool == "write_file" && cl.Status != store.CallOK {
+				ro++
+				if !strings.Contains(cl.Result, "read-only") {
+					t.Errorf("%s: write refused for another reason: %s", tk.ID, cl.Result)
+				}
+			}
+		}
+	}
+	// Every task briefed "one" (work:ro) and everything below one has work read-only: child
+	// one, its two children, and child two's child one. Their writes are refused.
+	if ro != 4 {
+		t.Errorf("%d writes refused as read-only, want 4", ro)
+	}
+}

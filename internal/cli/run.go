@@ -228,7 +228,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		onText = prog.text
 	}
 	person := &terminalPerson{in: bufio.NewReader(st.Stdin), out: st.Stderr, headless: mode == policy.ModeDeny}
-	r, err := agent.New(agent.Config{
+	acfg := agent.Config{
 		Store:             db,
 		Provider:          prov,
 		Tools:             reg,
@@ -245,7 +245,17 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		AuditModelContent: set.auditModelContent,
 		OnEvent:           onEvent,
 		OnText:            onText,
-	})
+		Limits:            agent.DefaultLimits,
+	}
+	ls := &localSpawner{base: acfg, set: set, st: st, backend: backend, eg: eg, parent: sess}
+	// Subagents' events go to --json and to eval; the terminal shows them on the parent's plan.
+	ls.base.OnEvent = nil
+	if o.json || o.onEvent != nil {
+		ls.base.OnEvent = onEvent
+	}
+	ls.base.Spawner = ls
+	acfg.Spawner = ls
+	r, err := agent.New(acfg)
 	if err != nil {
 		return nil, err
 	}
