@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -548,5 +549,31 @@ func TestRunSubagentsInProcess(t *testing.T) {
 	// one, its two children, and child two's child one. Their writes are refused.
 	if ro != 4 {
 		t.Errorf("%d writes refused as read-only, want 4", ro)
+	}
+}
+
+// TestDaemonGrantRoots: a daemon started with --grant-root refuses grants outside it with a 400
+// naming the grant, and creates nothing.
+func TestDaemonGrantRoots(t *testing.T) {
+	e := newEnv(t)
+	inside := filepath.Join(e.dir, "allowed")
+	outside := t.TempDir()
+	os.MkdirAll(inside, 0o755)
+	e.startDaemon("--grant-root", inside)
+	c := e.client()
+	spec := e.script(turn("Nothing to do."))
+	_, err := c.Submit(t.Context(), queue.TaskRequest{Prompt: "x", Grants: []string{inside, outside}, Model: spec})
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "grants[1]" || !strings.Contains(ae.Message, "outside the folders this daemon may grant") {
+		t.Fatalf("grant outside the roots: %v", err)
+	}
+	if v, err := c.Submit(t.Context(), queue.TaskRequest{Prompt: "x", Grants: []string{inside}, Model: spec}); err != nil {
+		t.Fatalf("grant inside the root: %v", err)
+	} else {
+		waitStatus(t, c, v.ID, task.Completed)
+	}
+	db := e.openDB()
+	if all, _ := db.Tasks(t.Context(), store.TaskFilter{}); len(all) != 1 {
+		t.Fatalf("%d tasks; the refused one must not be stored", len(all))
 	}
 }

@@ -204,6 +204,16 @@ func (r *Runner) begin(ctx context.Context) error {
 	return r.setStatus(ctx, task.Planning, "")
 }
 
+// GrantsView describes a task's grants as task.created shows them: name, host path, mode and
+// where the agent sees it.
+func GrantsView(t *task.Task) []map[string]string {
+	out := make([]map[string]string, 0, len(t.Grants))
+	for _, g := range t.Grants {
+		out = append(out, map[string]string{"name": g.Name, "path": g.Path, "mode": g.Mode, "mount": "/sessions/" + t.Session + "/mnt/" + g.Name})
+	}
+	return out
+}
+
 // AddCreated adds a task's task.created event and audit entry to b.
 func AddCreated(b *store.Batch, t *task.Task, grants any, now time.Time) {
 	data, _ := json.Marshal(map[string]any{

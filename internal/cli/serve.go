@@ -39,6 +39,8 @@ func cmdServe(st *State, args []string) error {
 	maxPerSession := fs.Int("max-per-session", 0, "slices of one session running at once (default: --max-running)")
 	sliceTurns := fs.Int("slice-turns", 0, "model turns per slice before a task is checkpointed and requeued (default 8)")
 	sandboxChoice := fs.String("sandbox", "", "sandbox backend: bwrap (default) or none (development only)")
+	var roots listFlag
+	fs.Var(&roots, "grant-root", "a folder under which tasks may be granted folders (repeatable; default: any folder the daemon can read)")
 	const use = "usage: keepup serve [--addr HOST:PORT] [--socket PATH] [--max-running N] [--max-per-session N] [--slice-turns N]"
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return usagef("serve: %v; %s", err, use)
@@ -75,6 +77,17 @@ func cmdServe(st *State, args []string) error {
 
 	logger := slog.New(slog.NewTextHandler(st.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	rt := newDaemonRuntime(st, set, backend, db)
+	for _, r := range roots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return usagef("serve: --grant-root %s: %v", r, err)
+		}
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return usagef("serve: --grant-root %s: %v", r, err)
+		}
+		rt.roots = append(rt.roots, real)
+	}
 	defer rt.closeAll()
 	q, err := queue.New(ctx, queue.Config{DB: db, Runtime: rt, MaxRunning: *maxRunning, MaxPerSession: *maxPerSession,
 		SliceTurns: *sliceTurns, Logger: logger})
@@ -146,6 +159,7 @@ type daemonRuntime struct {
 	backend sandbox.Backend
 	db      *sqlite.DB
 	idle    time.Duration
+	roots   []string // --grant-root: grants must be inside one of these (none: no limit)
 
 	mu       sync.Mutex
 	sessions map[string]*sharedSession
@@ -206,8 +220,28 @@ func (rt *daemonRuntime) check(req queue.TaskRequest) (spec string, mode policy.
 		if fi, err := os.Stat(gr.Path); err != nil || !fi.IsDir() {
 			return "", "", &queue.InputError{Field: fmt.Sprintf("grants[%d]", i), Msg: fmt.Sprintf("%s is not a folder the daemon can read", gr.Path)}
 		}
+		if !rt.grantable(gr.Path) {
+			return "", "", &queue.InputError{Field: fmt.Sprintf("grants[%d]", i), Msg: fmt.Sprintf("%s is outside the folders this daemon may grant (%s)", gr.Path, strings.Join(rt.roots, ", "))}
+		}
 	}
 	return spec, mode, nil
+}
+
+// grantable reports whether path (its real location, links resolved) is inside a grant root.
+func (rt *daemonRuntime) grantable(path string) bool {
+	if len(rt.roots) == 0 {
+		return true
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	for _, r := range rt.roots {
+		if rel, err := filepath.Rel(r, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
 }
 
 func (rt *daemonRuntime) Prepare(ctx context.Context, req queue.TaskRequest, id string) (*task.Task, error) {

@@ -824,3 +824,91 @@ func TestSubagentsRunAtMostMaxConcurrentAtOnce(t *testing.T) {
 		t.Fatalf("children never overlapped (%d at most): they should run two at a time", most)
 	}
 }
+
+func TestPriorityThenFIFO(t *testing.T) {
+	b := setup(t, func(c *Config) { c.MaxRunning = 1; c.SliceTurns = 100 })
+	spec := b.writeScript(t, "w", writes(1, 50))
+	// The first task takes the only worker; the rest wait and start by priority, then in the
+	// order they were queued.
+	first := b.submit(t, TaskRequest{Prompt: "first", Model: spec, Priority: 4})
+	b.waitStatus(t, first, task.Running)
+	var order []string
+	low1 := b.submit(t, TaskRequest{Prompt: "low 1", Model: spec, Priority: 3})
+	low2 := b.submit(t, TaskRequest{Prompt: "low 2", Model: spec, Priority: 3})
+	high := b.submit(t, TaskRequest{Prompt: "high", Model: spec, Priority: 1})
+	low3 := b.submit(t, TaskRequest{Prompt: "low 3", Model: spec, Priority: 3})
+	for _, id := range []string{first, low1, low2, high, low3} {
+		b.waitStatus(t, id, task.Completed)
+	}
+	started := map[string]time.Time{}
+	for _, id := range []string{low1, low2, high, low3} {
+		for _, e := range b.events(t, id) {
+			if e.Type == event.TaskStatus {
+				started[id] = e.Time
+				break
+			}
+		}
+		order = append(order, id)
+	}
+	slices.SortFunc(order, func(a, b string) int { return started[a].Compare(started[b]) })
+	if want := []string{high, low1, low2, low3}; !slices.Equal(order, want) {
+		t.Fatalf("start order %v, want %v (priority 1 first, then FIFO)", order, want)
+	}
+}
+
+// countingRuntime records how many slices of each session run at once.
+type countingRuntime struct {
+	testRuntime
+	mu       sync.Mutex
+	cur, top map[string]int
+}
+
+func (c *countingRuntime) Open(ctx context.Context, t *task.Task) (agent.Config, func(), error) {
+	cfg, rel, err := c.testRuntime.Open(ctx, t)
+	if err != nil {
+		return cfg, rel, err
+	}
+	c.mu.Lock()
+	c.cur[t.Session]++
+	c.top[t.Session] = max(c.top[t.Session], c.cur[t.Session])
+	c.mu.Unlock()
+	return cfg, func() {
+		c.mu.Lock()
+		c.cur[t.Session]--
+		c.mu.Unlock()
+		rel()
+	}, nil
+}
+
+func TestSessionLimit(t *testing.T) {
+	var rt *countingRuntime
+	b := setup(t, func(c *Config) {
+		c.MaxRunning, c.MaxPerSession, c.SliceTurns = 4, 1, 100
+		c.Limits.MaxDepth = 1
+		rt = &countingRuntime{testRuntime: *c.Runtime.(*testRuntime), cur: map[string]int{}, top: map[string]int{}}
+		c.Runtime = rt
+	})
+	spec := b.writeScript(t, "fan2", fmt.Sprintf(`{"turns": [
+		{"tool_calls": [{"name": "update_plan", "input": {"items": [{"id": "1", "title": "split", "status": "in_progress"}]}}]},
+		{"tool_calls": [{"name": "spawn_subagents", "input": {"tasks": [%s]}}]},
+		{"delay_ms": 200, "tool_calls": [{"name": "write_file", "input": {"path": "${task}.txt", "content": "x"}}]},
+		{"text": "Done."}]}`, briefs(2)))
+	root := b.submit(t, TaskRequest{Prompt: "fan out", Model: spec})
+	other := b.submit(t, TaskRequest{Prompt: "another session", Model: b.writeScript(t, "w", writes(2, 100))})
+	b.waitStatus(t, root, task.Completed)
+	b.waitStatus(t, other, task.Completed)
+	kids, _ := b.db.Tasks(t.Context(), store.TaskFilter{Parent: &root})
+	if len(kids) != 2 {
+		t.Fatalf("%d children", len(kids))
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.top) != 2 {
+		t.Fatalf("slices ran in %d sessions, want 2", len(rt.top))
+	}
+	for sess, n := range rt.top {
+		if n != 1 {
+			t.Errorf("session %s had %d slices running at once; the limit is 1", sess, n)
+		}
+	}
+}

@@ -189,7 +189,7 @@ func (q *Queue) fire(ctx context.Context, s store.Schedule, now time.Time) error
 		}
 		t.Schedule, t.Slot = s.ID, slot
 		b.More = append(b.More, t)
-		agent.AddCreated(b, t, t.Grants, q.cfg.Now())
+		agent.AddCreated(b, t, agent.GrantsView(t), q.cfg.Now())
 		b.Jobs = append(b.Jobs, sliceJob(t))
 		s.LastSlot, s.LastTask = slot, t.ID
 	}

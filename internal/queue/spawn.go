@@ -48,7 +48,7 @@ func (q *Queue) Spawn(ctx context.Context, parent *task.Task, callID string, chi
 			c.Held = true
 		}
 		b.More = append(b.More, c)
-		agent.AddCreated(b, c, c.Grants, now)
+		agent.AddCreated(b, c, agent.GrantsView(c), now)
 		have[c.ID] = c
 	}
 	if len(b.More) > 0 {

@@ -81,7 +81,7 @@ func (q *Queue) Submit(ctx context.Context, req TaskRequest) (*TaskView, error) 
 		return nil, err
 	}
 	b := &store.Batch{Task: t}
-	agent.AddCreated(b, t, t.Grants, q.cfg.Now())
+	agent.AddCreated(b, t, agent.GrantsView(t), q.cfg.Now())
 	b.Jobs = []store.Job{sliceJob(t)}
 	if err := q.commitGrouped(ctx, b); err != nil {
 		return nil, err
