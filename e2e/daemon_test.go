@@ -577,3 +577,19 @@ func TestDaemonGrantRoots(t *testing.T) {
 		t.Fatalf("%d tasks; the refused one must not be stored", len(all))
 	}
 }
+
+// TestLogsWithoutDaemon: `keepup logs ID` prints a finished task's events from the database when
+// no daemon runs, the same events `run --json` printed.
+func TestLogsWithoutDaemon(t *testing.T) {
+	e := newEnv(t)
+	spec := e.script(turn("", "update_plan", planCall("nothing")), turn("Nothing to do."))
+	r := e.run("", "run", "--json", "--grant", e.dir, "--model", spec, "--approvals", "auto", "do nothing")
+	if r.code != 0 {
+		t.Fatalf("run: exit %d: %s", r.code, r.stderr)
+	}
+	evs := events(t, r.stdout)
+	l := e.run("", "logs", "--json", evs[0].Task)
+	if l.code != 0 || l.stdout != r.stdout {
+		t.Fatalf("logs --json: exit %d, stderr %q; output differs from run --json:\n%s\nvs\n%s", l.code, l.stderr, l.stdout, r.stdout)
+	}
+}

@@ -24,9 +24,15 @@ func cmdLogs(st *State, args []string) error {
 		return usagef("usage: keepup logs [-f] [--json] ID")
 	}
 	id := pos[0]
-	c, err := needDaemon(st)
+	c, err := daemonClient(st)
 	if err != nil {
 		return err
+	}
+	if c == nil {
+		if *follow {
+			return usagef("logs -f: %s", noDaemon)
+		}
+		return localLogs(st, id, eventPrinter(st, *asJSON))
 	}
 	ctx, stop := st.Context()
 	defer stop()
@@ -45,6 +51,29 @@ func cmdLogs(st *State, args []string) error {
 		return remoteError(err)
 	}
 	return exitFor(t)
+}
+
+// localLogs prints a task's events from the database when no daemon runs.
+func localLogs(st *State, id string, print func(event.Event)) error {
+	db, err := openStore(st)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.Task(ctx, id); errors.Is(err, store.ErrNotFound) {
+		return usagef("task %q: no such task (see 'keepup tasks')", id)
+	} else if err != nil {
+		return err
+	}
+	evs, err := db.Events(ctx, id, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		print(e)
+	}
+	return nil
 }
 
 // allEvents calls fn with every event of task id after after, a page at a time.

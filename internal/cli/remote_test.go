@@ -135,13 +135,17 @@ func TestRemoteCommandsNeedADaemon(t *testing.T) {
 	rb := &remoteBundle{home: home}
 	for _, args := range [][]string{
 		{"queue", "add", "do it"}, {"queue", "list"}, {"queue", "schedules"}, {"queue", "unschedule", "s"},
-		{"logs", "t-1"}, {"logs", "-f", "t-1"}, {"steer", "t-1", "hi"}, {"approve", "a-1"}, {"approvals"},
+		{"logs", "-f", "t-1"}, {"steer", "t-1", "hi"}, {"approve", "a-1"}, {"approvals"},
 		{"pause", "t-1"}, {"resume", "t-1"}, {"cancel", "t-1"},
 	} {
 		code, out, errOut := rb.run(t, args...)
 		if code != ExitUsage || out != "" || !strings.Contains(errOut, noDaemon) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 		}
+	}
+	// Without a daemon, logs (not following) reads the database.
+	if code, _, errOut := rb.run(t, "logs", "t-1"); code != ExitUsage || !strings.Contains(errOut, `task "t-1": no such task`) {
+		t.Errorf("logs t-1 without a daemon: exit %d, stderr %q", code, errOut)
 	}
 	st, _, _ := testState(home, nil)
 	if c, err := daemonClient(st); c != nil || err != nil {
