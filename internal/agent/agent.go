@@ -161,7 +161,8 @@ type Limits struct {
 // DefaultLimits are the subagent limits when Config.Limits leaves them zero.
 var DefaultLimits = Limits{MaxDepth: 2, MaxConcurrent: 8, MaxChildren: 32}
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to DefaultLimits'.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxDepth == 0 {
 		l.MaxDepth = DefaultLimits.MaxDepth
 	}
@@ -221,6 +222,6 @@ func (c *Config) validate() error {
 	if c.SliceTurns < 0 {
 		return errors.New("agent: Config.SliceTurns: must not be negative")
 	}
-	c.Limits = c.Limits.withDefaults()
+	c.Limits = c.Limits.WithDefaults()
 	return nil
 }

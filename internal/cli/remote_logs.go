@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/keepup/keepup/internal/client"
 	"github.com/keepup/keepup/internal/event"
@@ -161,80 +158,4 @@ func (r *remoteProgress) event(e event.Event) {
 	default:
 		r.p.event(e)
 	}
-}
-
-// remoteTasks is `keepup tasks` through the daemon.
-func remoteTasks(st *State, c *client.Client, limit int) error {
-	ctx, cancel := callCtx(st)
-	defer cancel()
-	if limit > 1000 {
-		limit = 1000
-	}
-	ts, err := c.Tasks(ctx, store.TaskFilter{Limit: limit})
-	if err != nil {
-		return remoteError(err)
-	}
-	if len(ts) == 0 {
-		fmt.Fprintln(st.Stdout, "no tasks yet; try 'keepup queue add PROMPT'")
-		return nil
-	}
-	tw := tabwriter.NewWriter(st.Stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tPLAN\tPROMPT")
-	for _, t := range ts {
-		done, total := t.Plan.Counts()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", t.ID, t.Status, t.CreatedAt.Local().Format(time.DateTime), done, total, short(t.Prompt, 60))
-	}
-	return tw.Flush()
-}
-
-// remoteTaskShow is `keepup task show [--events] ID` through the daemon. The daemon's API has
-// no tool-call journal; the events show the calls.
-func remoteTaskShow(st *State, c *client.Client, id string, events bool) error {
-	ctx, cancel := callCtx(st)
-	defer cancel()
-	t, err := c.Task(ctx, id)
-	if err != nil {
-		return remoteError(err)
-	}
-	w := st.Stdout
-	fmt.Fprintf(w, "Task      %s\n", t.ID)
-	fmt.Fprintf(w, "Status    %s\n", t.Status)
-	fmt.Fprintf(w, "Session   %s\n", t.Session)
-	if t.Parent != "" {
-		fmt.Fprintf(w, "Parent    %s\n", t.Parent)
-	}
-	fmt.Fprintf(w, "Model     %s (approvals %s)\n", t.Model, t.Approvals)
-	fmt.Fprintf(w, "Priority  %d\n", t.Priority)
-	fmt.Fprintf(w, "Created   %s\n", t.CreatedAt.Local().Format(time.DateTime))
-	fmt.Fprintf(w, "Turns     %d, tokens %d in / %d out\n", t.Turns, t.Usage.InputTokens, t.Usage.OutputTokens)
-	for _, g := range t.Grants {
-		fmt.Fprintf(w, "Folder    %s %s %s\n", g.Name, g.Mode, g.Path)
-	}
-	fmt.Fprintf(w, "Prompt    %s\n", t.Prompt)
-	if len(t.Plan) > 0 {
-		fmt.Fprintln(w, "Plan")
-		for _, it := range t.Plan {
-			fmt.Fprintf(w, "  %s %s\n", checkbox(it.Status), it.Title)
-		}
-	}
-	if len(t.Children) > 0 {
-		fmt.Fprintf(w, "Subtasks  %s\n", strings.Join(t.Children, ", "))
-	}
-	if t.Error != "" {
-		fmt.Fprintf(w, "Error     %s\n", t.Error)
-	}
-	if t.Summary != "" {
-		fmt.Fprintf(w, "Summary\n  %s\n", strings.ReplaceAll(strings.TrimSpace(t.Summary), "\n", "\n  "))
-	}
-	if events {
-		fmt.Fprintln(w, "Events")
-		err := allEvents(ctx, c, id, 0, func(e event.Event) error {
-			_, err := fmt.Fprintf(w, "  %4d %s %-18s %s\n", e.Seq, e.Time.Local().Format("15:04:05.000"), e.Type, short(string(e.Data), 100))
-			return err
-		})
-		if err != nil && !errors.Is(err, io.ErrShortWrite) {
-			return remoteError(err)
-		}
-	}
-	return nil
 }

@@ -532,25 +532,6 @@ func TestRunRemoteInterruptCancels(t *testing.T) {
 	}
 }
 
-func TestRemoteTasksAndShow(t *testing.T) {
-	t.Parallel()
-	rb := remoteSetup(t)
-	a := rb.submit(t, "summarise the quarter")
-	rb.b.Finish(a.ID, task.Completed, "")
-	st, out, _ := testState(rb.home, strings.NewReader(""))
-	c, _ := daemonClient(st)
-	if err := remoteTasks(st, c, 50); err != nil || !strings.Contains(out.String(), a.ID) || !strings.Contains(out.String(), "completed") {
-		t.Fatalf("remoteTasks: %v\n%s", err, out.String())
-	}
-	st, out, _ = testState(rb.home, strings.NewReader(""))
-	if err := remoteTaskShow(st, c, a.ID, true); err != nil || !strings.Contains(out.String(), "Summary\n  Done.") || !strings.Contains(out.String(), "task.finished") {
-		t.Fatalf("remoteTaskShow: %v\n%s", err, out.String())
-	}
-	if err := remoteTaskShow(st, c, "t-nope", false); err == nil || !strings.Contains(err.Error(), "t-nope") {
-		t.Fatalf("show unknown: %v", err)
-	}
-}
-
 func TestParseAnywhere(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {

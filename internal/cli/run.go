@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +15,7 @@ import (
 	"github.com/keepup/keepup/internal/agent"
 	"github.com/keepup/keepup/internal/event"
 	"github.com/keepup/keepup/internal/policy"
+	"github.com/keepup/keepup/internal/queue"
 	"github.com/keepup/keepup/internal/scope"
 	"github.com/keepup/keepup/internal/store/sqlite"
 	"github.com/keepup/keepup/internal/task"
@@ -183,7 +183,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	if err := os.MkdirAll(filepath.Join(sess.Mount(scope.OutputsName).Path, ".keepup", "bash"), 0o755); err != nil {
 		return nil, err
 	}
-	taskID := newTaskID()
+	taskID := queue.NewTaskID()
 	eg, err := startEgress(set, db, taskID, sid, o.egress)
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -264,15 +264,4 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return final, fmt.Errorf("task %s: %w", t.ID, err)
 	}
 	return final, nil
-}
-
-// newTaskID returns a short random task id such as "t-k3v9q2xw".
-func newTaskID() string {
-	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return "t-" + string(b)
 }

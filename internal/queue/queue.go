@@ -121,22 +121,8 @@ func (c *Config) validate() error {
 	if c.ID == "" {
 		c.ID = fmt.Sprintf("keepup-%d", osGetpid())
 	}
-	c.Limits = withLimitDefaults(c.Limits)
+	c.Limits = c.Limits.WithDefaults()
 	return nil
-}
-
-func withLimitDefaults(l agent.Limits) agent.Limits {
-	d := agent.DefaultLimits
-	if l.MaxDepth == 0 {
-		l.MaxDepth = d.MaxDepth
-	}
-	if l.MaxConcurrent == 0 {
-		l.MaxConcurrent = d.MaxConcurrent
-	}
-	if l.MaxChildren == 0 {
-		l.MaxChildren = d.MaxChildren
-	}
-	return l
 }
 
 // jobKind is the River kind of a task slice.
