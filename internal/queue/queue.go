@@ -475,7 +475,7 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 	if r.Suspended() == agent.SuspendShutdown {
 		return river.JobSnooze(0) // available again at the next start, without using an attempt
 	}
-	if final.Parent != "" && !final.Status.Terminal() && final.Status != task.Queued {
+	if final.Parent != "" && final.Status != task.Queued {
 		q.childProgress(ctx, final, final.Status)
 	}
 	return nil

@@ -823,6 +823,27 @@ func TestSubagentsRunAtMostMaxConcurrentAtOnce(t *testing.T) {
 	if most < 2 {
 		t.Fatalf("children never overlapped (%d at most): they should run two at a time", most)
 	}
+	// While the parent waited, its plan showed its children's progress live: some done while
+	// others were still pending or running.
+	live := false
+	for _, d := range ofType(b.events(t, root), event.PlanUpdated) {
+		done, open := 0, 0
+		for _, it := range d["items"].([]any) {
+			item := it.(map[string]any)
+			if item["owner"] == nil {
+				continue
+			}
+			if item["status"] == string(task.Done) {
+				done++
+			} else {
+				open++
+			}
+		}
+		live = live || done > 0 && open > 0
+	}
+	if !live {
+		t.Fatal("the parent's plan never showed a child done while others were not")
+	}
 }
 
 func TestPriorityThenFIFO(t *testing.T) {

@@ -440,10 +440,16 @@ func (q *Queue) Finish(ctx context.Context, t *task.Task, b *store.Batch) error 
 	return nil
 }
 
-// childProgress shows a child's status on its parent's plan while the parent waits.
+// childProgress shows a child's status on its parent's plan while the parent waits. It writes
+// the parent's record only while holding the parent's slot, so never under a running slice of
+// the parent (which shows its children's final statuses itself when it collects them).
 func (q *Queue) childProgress(ctx context.Context, child *task.Task, st task.State) {
 	q.planMu.Lock() // children of one parent report concurrently
 	defer q.planMu.Unlock()
+	if !q.tryLock(child.Parent) {
+		return
+	}
+	defer q.unlock(child.Parent)
 	p, err := q.db.Task(ctx, child.Parent)
 	if err != nil || p.Status.Terminal() {
 		return
@@ -459,5 +465,25 @@ func (q *Queue) childProgress(ctx context.Context, child *task.Task, st task.Sta
 	addEvent(b, p, event.PlanUpdated, map[string]any{"items": p.Plan}, q.cfg.Now())
 	if err := q.commit(ctx, b); err != nil {
 		q.cfg.Logger.Warn("showing a subagent's status on its parent's plan", "child", child.ID, "err", err)
+	}
+}
+
+// tryLock takes task id's slot if no slice of it runs; unlock gives it back.
+func (q *Queue) tryLock(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, busy := q.busy[id]; busy {
+		return false
+	}
+	q.busy[id] = make(chan struct{})
+	return true
+}
+
+func (q *Queue) unlock(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if done, ok := q.busy[id]; ok {
+		close(done)
+		delete(q.busy, id)
 	}
 }
