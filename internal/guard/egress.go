@@ -46,6 +46,9 @@ type Egress struct {
 	// network access (the session has egress capabilities). R6 applies to Exec && Network.
 	Exec    bool `json:"exec,omitempty"`
 	Network bool `json:"network,omitempty"`
+	// Files are files the command sends out whole (curl -d @FILE, -F f=@FILE, -T FILE, scp...):
+	// their bytes are not in Payload, so R3 counts the upload itself.
+	Files []string `json:"files,omitempty"`
 }
 
 // FetchEgress describes fetching rawURL (web_fetch): the URL itself is the payload, since its
@@ -80,7 +83,7 @@ func RequestEgress(method, rawURL string, header http.Header, body []byte) *Egre
 // reads at run time (curl -d @file, a script's own logic) is not visible here: that is what R6
 // and the egress proxy are for.
 func CommandEgress(command string, network bool) *Egress {
-	e := &Egress{Via: "bash", Payload: []byte(command), Exec: true, Network: network}
+	e := &Egress{Via: "bash", Payload: []byte(command), Exec: true, Network: network, Files: uploadedFiles(command)}
 	in := Extract(command)
 	for _, h := range in.Hosts {
 		e.Destinations = append(e.Destinations, Destination{Kind: DestHost, Value: h})

@@ -324,7 +324,14 @@ func (r *Rules) Check(ctx *Context, a policy.Action, eg *Egress) Verdict {
 		// context: once a page, command output or connector result is there, it may be what
 		// asked for the send (a page on the very host the user named, telling the model to
 		// send a file back to it), so the send is confirmed wherever it goes.
-		if files := fileBytesLeaving(ctx, eg.Payload); len(files) > 0 {
+		files := fileBytesLeaving(ctx, eg.Payload)
+		what := "bytes of " + strings.Join(files, ", ") + " (read in this session)"
+		if len(eg.Files) > 0 {
+			// Uploading a file sends its bytes whether or not the session read it.
+			files = append(files, eg.Files...)
+			what = "the file(s) " + strings.Join(files, ", ")
+		}
+		if len(files) > 0 {
 			foreign := ctx.nonFileSources()
 			unnamed := []string{}
 			for _, d := range eg.Destinations {
@@ -344,7 +351,7 @@ func (r *Rules) Check(ctx *Context, a policy.Action, eg *Egress) Verdict {
 				if len(foreign) > 0 && ctx.namedByUser(DestHost, d) {
 					why = "while content from " + strings.Join(foreign, ", ") + " is in the context"
 				}
-				add(R3, d, fmt.Sprintf("sends bytes of %s (read in this session) to %s, %s", strings.Join(files, ", "), to, why), append(files, foreign...))
+				add(R3, d, fmt.Sprintf("sends %s to %s, %s", what, to, why), append(files, foreign...))
 			}
 		}
 	}
