@@ -40,48 +40,52 @@ const latencySamples = 200
 
 // BenchmarkProxyLatency: a small HTTPS GET on loopback, through the proxy (tunnelled, and
 // TLS-terminated with a credential injected) against the same GET made directly, alternating.
-// warm reuses connections; cold opens a new connection (and TLS session) per request. Reports
-// medians over latencySamples requests per op.
+// warm reuses connections; cold opens a new connection (and TLS session) per request;
+// cold-upstream is cold and, before each request, also drops the proxy's idle upstream
+// connections, so that the proxy dials (and resumes a TLS session with) the upstream each time.
+// Reports medians over latencySamples requests per op.
 func BenchmarkProxyLatency(b *testing.B) {
-	for _, mode := range []string{"warm", "cold"} {
-		for _, path := range []string{"tunnel", "terminate"} {
-			b.Run(mode+"/"+path, func(b *testing.B) {
-				cfg := Config{Rules: []Rule{{Host: "api.test"}}}
-				if path == "terminate" {
-					cfg.Credentials = map[string]Credential{"api.test": {Header: "x-api-key", Value: "K"}}
+	for _, name := range []string{"warm/tunnel", "warm/terminate", "cold/tunnel", "cold/terminate", "cold-upstream/terminate"} {
+		mode, path, _ := strings.Cut(name, "/")
+		b.Run(name, func(b *testing.B) {
+			cfg := Config{Rules: []Rule{{Host: "api.test"}}}
+			if path == "terminate" {
+				cfg.Credentials = map[string]Credential{"api.test": {Header: "x-api-key", Value: "K"}}
+			}
+			e := newEnv(b, cfg)
+			proxied := e.client(testToken)
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(e.upCA.pem)
+			direct := &http.Client{Transport: &http.Transport{
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, network, e.tlsAddr)
+				},
+				TLSClientConfig: &tls.Config{RootCAs: pool},
+			}}
+			if mode != "warm" {
+				direct.Transport.(*http.Transport).DisableKeepAlives = true
+				proxied.Transport.(*http.Transport).DisableKeepAlives = true
+			}
+			u := "https://api.test/small"
+			timedGet(b, direct, u)
+			timedGet(b, proxied, u)
+			var dd, pd []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N*latencySamples; i++ {
+				dd = append(dd, timedGet(b, direct, u))
+				if mode == "cold-upstream" {
+					e.p.tr.CloseIdleConnections()
 				}
-				e := newEnv(b, cfg)
-				proxied := e.client(testToken)
-				pool := x509.NewCertPool()
-				pool.AppendCertsFromPEM(e.upCA.pem)
-				direct := &http.Client{Transport: &http.Transport{
-					DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-						var d net.Dialer
-						return d.DialContext(ctx, network, e.tlsAddr)
-					},
-					TLSClientConfig: &tls.Config{RootCAs: pool},
-				}}
-				if mode == "cold" {
-					direct.Transport.(*http.Transport).DisableKeepAlives = true
-					proxied.Transport.(*http.Transport).DisableKeepAlives = true
-				}
-				u := "https://api.test/small"
-				timedGet(b, direct, u)
-				timedGet(b, proxied, u)
-				var dd, pd []time.Duration
-				b.ResetTimer()
-				for i := 0; i < b.N*latencySamples; i++ {
-					dd = append(dd, timedGet(b, direct, u))
-					pd = append(pd, timedGet(b, proxied, u))
-				}
-				b.StopTimer()
-				md, mp := median(dd), median(pd)
-				b.ReportMetric(float64(md.Microseconds()), "direct-median-µs")
-				b.ReportMetric(float64(mp.Microseconds()), "proxy-median-µs")
-				b.ReportMetric(float64((mp - md).Microseconds()), "added-median-µs")
-				b.ReportMetric(0, "ns/op")
-			})
-		}
+				pd = append(pd, timedGet(b, proxied, u))
+			}
+			b.StopTimer()
+			md, mp := median(dd), median(pd)
+			b.ReportMetric(float64(md.Microseconds()), "direct-median-µs")
+			b.ReportMetric(float64(mp.Microseconds()), "proxy-median-µs")
+			b.ReportMetric(float64((mp - md).Microseconds()), "added-median-µs")
+			b.ReportMetric(0, "ns/op")
+		})
 	}
 }
 

@@ -23,8 +23,9 @@ type ca struct {
 	pem     []byte
 	leafKey *ecdsa.PrivateKey // one key for every leaf of this session
 
-	mu     sync.Mutex
-	leaves map[string]*tls.Certificate
+	mu      sync.Mutex
+	leaves  map[string]*tls.Certificate
+	configs map[string]*tls.Config
 }
 
 const caValidity = 30 * 24 * time.Hour
@@ -68,6 +69,7 @@ func newCA() (*ca, error) {
 		leafKey: leafKey,
 		pem:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		leaves:  map[string]*tls.Certificate{},
+		configs: map[string]*tls.Config{},
 	}, nil
 }
 
@@ -80,6 +82,33 @@ func randSerial() (*big.Int, error) {
 func (c *ca) leaf(host string) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.leafLocked(host)
+}
+
+// serverConfig returns the TLS configuration tunnels to host are terminated with, made once
+// per host for the session. Its session-ticket keys are its own (crypto/tls makes them per
+// Config): a client can resume a session with the same host, skipping the certificate, but a
+// ticket issued for one host is never accepted for another.
+func (c *ca) serverConfig(host string) (*tls.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg := c.configs[host]; cfg != nil {
+		return cfg, nil
+	}
+	cert, err := c.leafLocked(host)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		NextProtos:   []string{"http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	}
+	c.configs[host] = cfg
+	return cfg, nil
+}
+
+func (c *ca) leafLocked(host string) (*tls.Certificate, error) {
 	if l := c.leaves[host]; l != nil {
 		return l, nil
 	}

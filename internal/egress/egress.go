@@ -187,9 +187,14 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("egress: session CA: %v", err)
 	}
 	p.tr = &http.Transport{
-		Proxy:                 nil, // never chain to the host's proxy settings
-		DialContext:           p.transportDial,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.UpstreamRootCAs, MinVersion: tls.VersionTLS12},
+		Proxy:       nil, // never chain to the host's proxy settings
+		DialContext: p.transportDial,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    cfg.UpstreamRootCAs,
+			MinVersion: tls.VersionTLS12,
+			// Resume TLS sessions with upstreams when a new connection is needed.
+			ClientSessionCache: tls.NewLRUClientSessionCache(64),
+		},
 		TLSHandshakeTimeout:   15 * time.Second,
 		DisableCompression:    true,
 		MaxIdleConnsPerHost:   16,

@@ -43,6 +43,7 @@ type env struct {
 type echo struct {
 	Host, Method, Path, Query, APIKey, Auth string
 	Body                                    int
+	Resumed                                 bool // a TLS session was resumed
 }
 
 func echoHandler(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +53,8 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	n, _ := io.Copy(io.Discard, r.Body)
 	json.NewEncoder(w).Encode(echo{Host: r.Host, Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
-		APIKey: r.Header.Get("X-Api-Key"), Auth: r.Header.Get("Authorization"), Body: int(n)})
+		APIKey: r.Header.Get("X-Api-Key"), Auth: r.Header.Get("Authorization"), Body: int(n),
+		Resumed: r.TLS != nil && r.TLS.DidResume})
 }
 
 var names = map[string][]netip.Addr{
