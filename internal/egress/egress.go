@@ -1,20 +1,20 @@
 // Package egress owns the per-session egress proxy: the only way anything inside a session's
 // sandbox reaches the network. It is an HTTP forward proxy (absolute-form http:// requests and
-// CONNECT for everything else) that checks every connection and request against the session's
-// capability rules, resolves names itself (the sandbox has no DNS), refuses private, loopback,
-// link-local and cloud-metadata addresses after resolution and connects to the very address it
-// checked, terminates TLS with a per-session CA for hosts that have request-level rules or a
-// credential keepup holds, pins those credentials (a foreign one is refused: R4), caps request
-// bodies, and reports every connection and request as an audit Entry.
+// CONNECT for everything else) and, on the same listener, a SOCKS5 proxy for "socks5h://"
+// clients (CONNECT by name; socks.go). It checks every connection and request against the
+// session's capability rules, resolves names itself (the sandbox has no DNS), refuses private,
+// loopback, link-local and cloud-metadata addresses after resolution and connects to the very
+// address it checked, terminates TLS with a per-session CA for hosts that have request-level
+// rules or a credential keepup holds, pins those credentials (a foreign one is refused: R4),
+// caps request bodies, and reports every connection and request as an audit Entry.
 //
 // It never resolves a denied name and never lets out a request that no rule allows: with no
-// rules, nothing is allowed. SOCKS5 is not offered.
+// rules, nothing is allowed.
 package egress
 
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -52,7 +52,8 @@ type Config struct {
 	// a rule must.
 	Credentials map[string]Credential
 	// Token is the per-session secret every request to the proxy must carry in
-	// Proxy-Authorization, as "Bearer TOKEN" or Basic with TOKEN as the user or the password.
+	// Proxy-Authorization, as "Bearer TOKEN" or Basic with TOKEN as the user or the password;
+	// SOCKS5 clients send it as the username or the password (RFC 1929).
 	Token string
 	// Resolve resolves a name; nil uses net.DefaultResolver. It is only ever called for a
 	// name some rule allows.
@@ -75,6 +76,10 @@ type Entry struct {
 	Kind string `json:"kind"`
 	// Conn numbers client connections to the proxy, linking a tunnel's requests to it.
 	Conn uint64 `json:"conn"`
+	// Proto is "socks5" for a client that spoke SOCKS5 (its tunnel is otherwise audited like
+	// an HTTP CONNECT, Method "CONNECT" and the Status an HTTP proxy would have answered);
+	// empty for HTTP.
+	Proto string `json:"proto,omitempty"`
 	// Mode is "tunnel" (bytes passed through), "terminate" (TLS terminated, requests
 	// checked) or "forward" (a plain http:// request).
 	Mode      string `json:"mode,omitempty"`
@@ -295,17 +300,16 @@ func (p *Proxy) authorised(h http.Header) bool {
 		return false
 	}
 	rest = strings.TrimSpace(rest)
-	eq := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(p.token)) == 1 }
 	switch strings.ToLower(scheme) {
 	case "bearer":
-		return eq(rest)
+		return p.tokenIs(rest)
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(rest)
 		if err != nil {
 			return false
 		}
 		user, pass, _ := strings.Cut(string(raw), ":")
-		return eq(pass) || eq(user)
+		return p.tokenIs(pass) || p.tokenIs(user)
 	}
 	return false
 }
@@ -498,9 +502,13 @@ func (p *Proxy) serveConn(c net.Conn) {
 	id := p.connSeq.Add(1)
 	lr := &headerLimitReader{r: c}
 	br := bufio.NewReaderSize(lr, 16<<10)
-	for {
+	for first := true; ; first = false {
 		lr.n = maxHeaderBytes
 		c.SetReadDeadline(time.Now().Add(idleTimeout))
+		if b, err := br.Peek(1); first && err == nil && b[0] == socksVersion {
+			p.serveSOCKS(c, br, id)
+			return
+		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return

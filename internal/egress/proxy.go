@@ -18,20 +18,48 @@ import (
 	"time"
 )
 
-// serveConnect handles a CONNECT: refused, tunnelled, or terminated.
+// serveConnect handles an HTTP CONNECT: refused, tunnelled, or terminated.
 func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id uint64) {
 	e := Entry{Kind: "connection", Conn: id, Method: http.MethodConnect, Host: req.Host, Decision: "deny"}
-	deny := func(status int, reason string) {
-		e.Status, e.Reason = status, reason
-		p.record(e)
-		writeRefusal(c, status, reason)
-	}
 	hostS, portS, err := net.SplitHostPort(req.Host)
 	if err != nil {
 		hostS, portS = req.Host, "443"
 	}
 	port, err := strconv.Atoi(portS)
 	if err != nil || port < 1 || port > 65535 {
+		port = 0
+	}
+	p.openTunnel(c, br, e, hostS, port, httpTunnel{c})
+}
+
+// tunnelReplier answers a tunnel request in the client's protocol (HTTP CONNECT or SOCKS5).
+type tunnelReplier interface {
+	// refuse tells the client why its tunnel is refused; the connection then ends.
+	refuse(status int, reason string)
+	// established tells the client that its tunnel is open.
+	established() error
+}
+
+type httpTunnel struct{ c net.Conn }
+
+func (h httpTunnel) refuse(status int, reason string) { writeRefusal(h.c, status, reason) }
+
+func (h httpTunnel) established() error {
+	_, err := io.WriteString(h.c, "HTTP/1.1 200 Connection established\r\n\r\n")
+	return err
+}
+
+// openTunnel checks an authorised client's tunnel to hostS:port (port 0: invalid) against the
+// rules, whatever protocol asked for it, and refuses it, passes its bytes through, or
+// terminates its TLS. br holds what the client sent after its request; e is the connection's
+// audit entry so far.
+func (p *Proxy) openTunnel(c net.Conn, br *bufio.Reader, e Entry, hostS string, port int, r tunnelReplier) {
+	deny := func(status int, reason string) {
+		e.Status, e.Reason = status, reason
+		p.record(e)
+		r.refuse(status, reason)
+	}
+	if port == 0 {
 		deny(http.StatusBadRequest, ReasonInvalidHost)
 		return
 	}
@@ -55,11 +83,11 @@ func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id
 	}
 	if d.terminate {
 		e.Mode = "terminate"
-		if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		if err := r.established(); err != nil {
 			return
 		}
 		cc := &countingConn{Conn: c, r: io.MultiReader(bytes.NewReader(early), c)}
-		p.terminate(cc, d, id)
+		p.terminate(cc, d, e.Conn)
 		e.Decision, e.Status = "allow", http.StatusOK
 		e.BytesUp, e.BytesDown = cc.in, cc.out
 		p.record(e)
@@ -78,7 +106,7 @@ func (p *Proxy) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request, id
 	}
 	defer up.Close()
 	e.Addr = up.RemoteAddr().String()
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	if err := r.established(); err != nil {
 		return
 	}
 	e.Decision, e.Status = "allow", http.StatusOK
