@@ -63,4 +63,16 @@ curl -sS --max-time 5 --noproxy '*' "$1" && echo DIRECT || echo NODIRECT`, allow
 	if n := deniedHits.Load(); n != 0 {
 		t.Errorf("the denied server was reached %d times", n)
 	}
+	// What the proxy let through and what it refused is in the audit log, though no task ran.
+	a := e.run("", "audit", "export")
+	if a.code != 0 || !strings.Contains(a.stdout, `"type":"egress.`) || !strings.Contains(a.stdout, "127.0.0.1:"+allowedPort) {
+		t.Errorf("audit export after sandbox exec: exit %d, no egress entries for the allowed host:\n%.2000s", a.code, a.stdout)
+	}
+	_, deniedPort, _ := net.SplitHostPort(denied.Listener.Addr().String())
+	if !strings.Contains(a.stdout, `"port":`+deniedPort) || !strings.Contains(a.stdout, `"decision":"deny"`) {
+		t.Errorf("no audit entry for the refused host:\n%.2000s", a.stdout)
+	}
+	if v := e.run("", "audit", "verify"); v.code != 0 {
+		t.Errorf("audit verify: exit %d: %s%s", v.code, v.stdout, v.stderr)
+	}
 }

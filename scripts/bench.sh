@@ -68,7 +68,7 @@ of three runs of 200 requests; microseconds), and a 100 MB transfer through a CO
 
 | path | direct | via proxy | added |
 |---|---|---|---|
-$(for m in warm/tunnel warm/terminate cold/tunnel cold/terminate; do
+$(for m in warm/tunnel warm/terminate cold/tunnel cold/terminate cold-upstream/terminate; do
   awk -v m="BenchmarkProxyLatency/$m-" 'index($1, m) == 1 {for (i=1;i<=NF;i++) {if ($(i+1)=="added-median-µs") a=a" "$i; if ($(i+1)=="direct-median-µs") d=d" "$i; if ($(i+1)=="proxy-median-µs") p=p" "$i}} END {print a "|" d "|" p}' "$out" |
   { IFS='|' read -r a d p; printf "| %s | %s | %s | %s |\n" "$m" "$(echo $d | tr ' ' '\n' | median)" "$(echo $p | tr ' ' '\n' | median)" "$(echo $a | tr ' ' '\n' | median)"; }
 done)

@@ -37,9 +37,9 @@ type egressOverrides struct {
 }
 
 // startEgress starts the per-session proxy with the capabilities of the configuration (none by
-// default: every host is refused until a person or the managed policy allows it). A nil st
-// audits nothing (keepup sandbox exec, which has no task); over may be nil.
-func startEgress(set *settings, st store.Store, taskID, sessionID string, over *egressOverrides) (*sessionEgress, error) {
+// default: every host is refused until a person or the managed policy allows it). Every entry
+// is committed through commit (a store's Commit); over may be nil.
+func startEgress(set *settings, commit func(context.Context, *store.Batch) error, taskID, sessionID string, over *egressOverrides) (*sessionEgress, error) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
@@ -59,10 +59,7 @@ func startEgress(set *settings, st store.Store, taskID, sessionID string, over *
 		allows = allows || !r.Deny
 	}
 	cfg.Audit = func(e egress.Entry) {
-		if st == nil {
-			return
-		}
-		_ = st.Commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
+		_ = commit(context.Background(), &store.Batch{Audit: []audit.Entry{{
 			Time: time.Now(), Type: "egress." + e.Kind, Task: taskID, Session: sessionID, Data: e,
 		}}})
 	}

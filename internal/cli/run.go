@@ -184,7 +184,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 		return nil, err
 	}
 	taskID := queue.NewTaskID()
-	eg, err := startEgress(set, db, taskID, sid, o.egress)
+	eg, err := startEgress(set, db.Commit, taskID, sid, o.egress)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}

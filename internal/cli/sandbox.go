@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keepup/keepup/internal/config"
@@ -16,6 +17,8 @@ import (
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
 	"github.com/keepup/keepup/internal/sandbox/none"
 	"github.com/keepup/keepup/internal/scope"
+	"github.com/keepup/keepup/internal/store"
+	"github.com/keepup/keepup/internal/store/sqlite"
 )
 
 // openBackend returns the sandbox backend a run uses: bubblewrap, or with --sandbox none (for
@@ -106,8 +109,32 @@ func cmdSandboxExec(st *State, args []string) error {
 		return usagef("%v", err)
 	}
 	defer sess.Close()
-	// The session's egress proxy, as for a task (without audit: there is no task).
-	eg, err := startEgress(set, nil, "", sid, nil)
+	// The session's egress proxy, as for a task. Its audit entries (of no task) go to the
+	// database, opened only if the command uses the network: most never do, and opening it
+	// would slow every cold exec.
+	var (
+		dbOnce sync.Once
+		db     *sqlite.DB
+		dbErr  error
+		dbMu   sync.Mutex
+	)
+	commit := func(ctx context.Context, b *store.Batch) error {
+		dbOnce.Do(func() {
+			db, dbErr = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(set.home, "keepup.db")})
+		})
+		if dbErr != nil {
+			return dbErr
+		}
+		dbMu.Lock()
+		defer dbMu.Unlock()
+		return db.Commit(ctx, b)
+	}
+	defer func() {
+		if db != nil {
+			db.Close()
+		}
+	}()
+	eg, err := startEgress(set, commit, "", sid, nil)
 	if err != nil {
 		return usagef("%v", err)
 	}

@@ -338,7 +338,7 @@ func (rt *daemonRuntime) acquire(t *task.Task, sess *scope.Session) (*sharedSess
 		}
 		return ss, nil
 	}
-	eg, err := startEgress(rt.set, rt.db, t.ID, t.Session, nil)
+	eg, err := startEgress(rt.set, rt.db.Commit, t.ID, t.Session, nil)
 	if err != nil {
 		return nil, err
 	}
