@@ -374,10 +374,6 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 	if t.Status.Terminal() {
 		return nil
 	}
-	want, err := q.db.Control(ctx, id)
-	if err != nil {
-		return err
-	}
 	ok, err := q.acquire(ctx, t)
 	if err != nil {
 		return err
@@ -399,6 +395,10 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 	}
 	if t.Status.Terminal() {
 		return nil
+	}
+	want, err := q.db.Control(ctx, id)
+	if err != nil {
+		return err
 	}
 	if want == "cancel" {
 		return q.cancelIdle(ctx, t, "cancelled by the person")
