@@ -1678,3 +1678,63 @@ func TestSpawnSubagentsAcrossRunners(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactionSurvivesRestore: a conversation compacted in one slice is continued by the next
+// Runner from the compacted form (the summary head and the kept tail), not from the whole log,
+// and nothing is run twice.
+func TestCompactionSurvivesRestore(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("lorem ipsum dolor sit amet ", 80) // about 2 KB a read
+	var turns []string
+	turns = append(turns, `{"tool_calls": [{"name": "update_plan", "input": {"items": [{"id": "1", "title": "read", "status": "in_progress"}]}}]}`)
+	for i := range 12 {
+		turns = append(turns, fmt.Sprintf(`{"tool_calls": [{"name": "write_file", "input": {"path": "f%d.txt", "content": %q}}]}`, i, big))
+	}
+	turns = append(turns, `{"text": "Done."}`)
+	script := `{"turns": [` + strings.Join(turns, ",") + `]}`
+	b, cfg := setup(t, script)
+	cfg.Decide = func(a policy.Action) policy.Decision { return policy.New(nil, nil).Decide(a, policy.ModeAuto) }
+	cfg.ContextWindow, cfg.CompactAt, cfg.KeepMessages = 4000, 0.5, 4
+	cfg.SliceTurns = 3
+	h := newRestarts(t, b, cfg, script)
+	final, _ := h.runAll(20)
+	if final.Status != task.Completed {
+		t.Fatalf("task %s: %s", final.Status, final.Error)
+	}
+	evs, err := b.db.Events(t.Context(), cfg.Task.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compactions := 0
+	for _, e := range evs {
+		if e.Type == "context.compacted" {
+			compactions++
+		}
+	}
+	if compactions == 0 {
+		t.Fatal("no compaction happened; the test needs one")
+	}
+	// After the first compaction, no request carries the whole conversation again.
+	reqs := h.requests()
+	longest := 0
+	for _, r := range reqs[len(reqs)/2:] {
+		longest = max(longest, len(r.Messages))
+	}
+	if longest > cfg.KeepMessages+4 {
+		t.Fatalf("a later request carried %d messages; restore must start from the compacted head", longest)
+	}
+	if first := reqs[len(reqs)-1].Messages[0].Text(); !strings.Contains(first, "were compacted") {
+		t.Fatalf("the last request's first message is not the compaction summary: %.200s", first)
+	}
+	calls, _ := b.db.ToolCalls(t.Context(), cfg.Task.ID)
+	seen := map[string]int{}
+	for _, c := range calls {
+		seen[c.ID]++
+		if c.Status != store.CallOK {
+			t.Errorf("call %s: %s", c.ID, c.Status)
+		}
+	}
+	if len(seen) != 13 {
+		t.Fatalf("%d calls journalled, want 13", len(seen))
+	}
+}
