@@ -1738,3 +1738,53 @@ func TestCompactionSurvivesRestore(t *testing.T) {
 		t.Fatalf("%d calls journalled, want 13", len(seen))
 	}
 }
+
+// TestRestartAfterTheSummary: a crash between the summary and the end leaves a task that is
+// ended without asking the model for a second summary.
+func TestRestartAfterTheSummary(t *testing.T) {
+	t.Parallel()
+	script := `{"turns": [{"tool_calls": [{"name": "update_plan", "input": {"items": [{"id": "1", "title": "x", "status": "done"}]}}]}, {"text": "All done."}]}`
+	b, cfg := setup(t, script)
+	h := newRestarts(t, b, cfg, script)
+	// The store refuses the commit that would end the task: the process "dies" there.
+	failing := &failOn{Durable: b.db, typ: "task.finished"}
+	_, err := h.next(func(c *Config) { c.Store = failing }).Run(t.Context())
+	stored, _ := b.db.Task(t.Context(), cfg.Task.ID)
+	if err == nil || stored.Status != task.Summarizing {
+		t.Fatalf("first runner: %v, stored status %s; want a store error while summarizing", err, stored.Status)
+	}
+	final, _ := h.run(t.Context())
+	if final.Status != task.Completed || final.Summary != "All done." {
+		t.Fatalf("after the restart: %s, summary %q", final.Status, final.Summary)
+	}
+	summaries, purposes := 0, 0
+	evs, _ := b.db.Events(t.Context(), cfg.Task.ID, 0, 0)
+	for _, e := range evs {
+		if e.Type == "task.summary" {
+			summaries++
+		}
+	}
+	for _, r := range h.requests() {
+		if r.Purpose == model.PurposeSummary {
+			purposes++
+		}
+	}
+	if summaries != 1 || purposes != 1 {
+		t.Fatalf("%d task.summary events and %d summary requests; want one of each", summaries, purposes)
+	}
+}
+
+// failOn is a store whose Commit fails for a batch holding an event of type typ.
+type failOn struct {
+	store.Durable
+	typ string
+}
+
+func (f *failOn) Commit(ctx context.Context, b *store.Batch) error {
+	for _, e := range b.Events {
+		if e.Type == f.typ {
+			return errors.New("disk on fire")
+		}
+	}
+	return f.Durable.Commit(ctx, b)
+}

@@ -421,6 +421,10 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 			return err
 		}
 	}
+	if r.t.Summary != "" {
+		// Summarized before a restart: only the end is left to record.
+		return r.endWith(workErr)
+	}
 	summary := ""
 	if workErr == nil || errors.Is(workErr, ErrBudget) && !errors.Is(workErr, errTokenBudget) {
 		r.msgs = append(r.msgs, model.Message{Role: model.RoleUser, Content: []model.Block{{Type: model.BlockText, Text: summaryRequest}}})
@@ -445,6 +449,11 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 	if err := r.commit(sctx, b); err != nil {
 		return err
 	}
+	return r.endWith(workErr)
+}
+
+// endWith ends the task as completed, or failed with workErr.
+func (r *Runner) endWith(workErr error) error {
 	if workErr != nil {
 		r.t.Error = workErr.Error()
 		return r.end(task.Failed, r.t.Error)
