@@ -69,6 +69,9 @@ type runState struct {
 	Datamark string        `json:"datamark"`
 	Phase    string        `json:"phase,omitempty"` // "summary" once the work phase ended
 	WorkErr  string        `json:"work_err,omitempty"`
+	// WorkBudget and WorkTokens say WorkErr was a budget (the token budget).
+	WorkBudget bool `json:"work_budget,omitempty"`
+	WorkTokens bool `json:"work_tokens,omitempty"`
 
 	FilesRead    []string            `json:"files_read,omitempty"`
 	FilesWritten []string            `json:"files_written,omitempty"`
@@ -91,7 +94,7 @@ func doubtKey(tool string, input string) string {
 func (r *Runner) checkpoint(b *store.Batch) {
 	s := runState{
 		Turn: r.turn, Pending: r.pending, Head: r.msgs[0], From: r.from, Usage: r.lastUsage,
-		Datamark: r.datamark, Phase: r.phase, WorkErr: r.workErr,
+		Datamark: r.datamark, Phase: r.phase, WorkErr: r.workErr, WorkBudget: r.workBudget, WorkTokens: r.workTokens,
 		FilesRead: sortedKeys(r.filesRead), FilesWritten: sortedKeys(r.filesWritten),
 		Decisions: r.decisions, Questions: r.questions, ErrStreak: r.errStreak,
 		InDoubt: sortedKeys(r.inDoubt), Children: r.children,
@@ -166,6 +169,7 @@ func (r *Runner) restore(ctx context.Context) (bool, error) {
 	r.turn, r.pending, r.from, r.lastUsage = s.Turn, s.Pending, s.From, s.Usage
 	r.recovering = len(s.Pending) > 0
 	r.datamark, r.phase, r.workErr, r.errStreak = s.Datamark, s.Phase, s.WorkErr, s.ErrStreak
+	r.workBudget, r.workTokens = s.WorkBudget, s.WorkTokens
 	r.decisions, r.questions, r.children = s.Decisions, s.Questions, s.Children
 	for _, f := range s.FilesRead {
 		r.filesRead[f] = true

@@ -1775,16 +1775,41 @@ func TestRestartAfterTheSummary(t *testing.T) {
 }
 
 // failOn is a store whose Commit fails for a batch holding an event of type typ.
+// (after letting skip such batches through).
 type failOn struct {
 	store.Durable
-	typ string
+	typ  string
+	skip int
 }
 
 func (f *failOn) Commit(ctx context.Context, b *store.Batch) error {
 	for _, e := range b.Events {
 		if e.Type == f.typ {
+			if f.skip > 0 {
+				f.skip--
+				break
+			}
 			return errors.New("disk on fire")
 		}
 	}
 	return f.Durable.Commit(ctx, b)
+}
+
+// TestRestartBeforeABudgetSummary: a task out of turns that restarts before its summary still
+// gets the summary from the model, and still fails on the budget.
+func TestRestartBeforeABudgetSummary(t *testing.T) {
+	t.Parallel()
+	script := `{"turns": [{"tool_calls": [{"name": "update_plan", "input": {"items": [{"id": "1", "title": "x", "status": "in_progress"}]}}]},
+		{"text": "Ran out of turns; did the plan."}, {"text": "unused"}]}`
+	b, cfg := setup(t, script)
+	cfg.Budgets.MaxTurns = 1
+	h := newRestarts(t, b, cfg, script)
+	failing := &failOn{Durable: b.db, typ: "model.turn", skip: 1} // the summary turn's commit fails
+	if _, err := h.next(func(c *Config) { c.Store = failing }).Run(t.Context()); err == nil {
+		t.Fatal("the first runner did not fail")
+	}
+	final, _ := h.run(t.Context())
+	if final.Status != task.Failed || !strings.Contains(final.Error, "max turns") || final.Summary != "Ran out of turns; did the plan." {
+		t.Fatalf("after the restart: %s (%s), summary %q; want failed on the budget with the model's summary", final.Status, final.Error, final.Summary)
+	}
 }

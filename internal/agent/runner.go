@@ -40,16 +40,18 @@ type Runner struct {
 	started   bool
 
 	// durable state (see runState)
-	turn      int
-	pending   []model.Block
-	from      int64
-	lastUsage model.Usage
-	phase     string
-	workErr   string
-	inDoubt   map[string]bool
-	children  map[string][]string
-	slice     int // work turns run by this Run
-	suspended Suspension
+	turn       int
+	pending    []model.Block
+	from       int64
+	lastUsage  model.Usage
+	phase      string
+	workErr    string
+	workBudget bool // workErr was a budget
+	workTokens bool // the token budget
+	inDoubt    map[string]bool
+	children   map[string][]string
+	slice      int // work turns run by this Run
+	suspended  Suspension
 
 	// facts kept for compaction summaries
 	filesRead    map[string]bool
@@ -163,7 +165,7 @@ func (r *Runner) Run(ctx context.Context) (*task.Task, error) {
 			return r.t, workErr
 		}
 	} else if r.workErr != "" {
-		workErr = errors.New(r.workErr)
+		workErr = restoredErr{msg: r.workErr, budget: r.workBudget, tokens: r.workTokens}
 	}
 	return r.t, r.finish(ctx, workErr)
 }
@@ -417,6 +419,7 @@ func (r *Runner) finish(ctx context.Context, workErr error) error {
 	}
 	if r.t.Status != task.Summarizing {
 		r.phase, r.workErr = "summary", errText(workErr)
+		r.workBudget, r.workTokens = errors.Is(workErr, ErrBudget), errors.Is(workErr, errTokenBudget)
 		if err := r.setStatusWith(sctx, task.Summarizing, errText(workErr), r.checkpoint); err != nil {
 			return err
 		}
@@ -505,6 +508,19 @@ func (r *Runner) setStatusWith(ctx context.Context, to task.State, reason string
 		}
 	}
 	return r.commit(ctx, b)
+}
+
+// restoredErr is the work phase's error as a restored checkpoint knows it: its text, and
+// whether it was a budget (which still gets a summary from the model) and which.
+type restoredErr struct {
+	msg            string
+	budget, tokens bool
+}
+
+func (e restoredErr) Error() string { return e.msg }
+
+func (e restoredErr) Is(target error) bool {
+	return target == ErrBudget && e.budget || target == errTokenBudget && e.tokens
 }
 
 // storeError marks a failure to write the journal: the task cannot go on safely.
