@@ -89,6 +89,7 @@ func cmdDemo(st *State, args []string) error {
 	fmt.Fprintln(w, "To use a real model:")
 	fmt.Fprintln(w, "  export ANTHROPIC_API_KEY=...   # or --model openai:MODEL / ollama:MODEL")
 	fmt.Fprintln(w, "  keepup run --grant ~/Documents/receipts \"Make an expense report from these receipts\"")
+	fmt.Fprintln(w, "To queue tasks and leave them running: keepup serve, then keepup queue add ... (see the README)")
 	return exitFor(t)
 }
 
