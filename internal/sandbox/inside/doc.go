@@ -4,19 +4,22 @@
 //   - the helper (`keepup __sandbox-helper`, [HelperMain]): one per session, bwrap's child. It
 //     reads run and kill requests from the control socket it inherits as fd 3 (the command's
 //     stdin, stdout and stderr arrive with each request as SCM_RIGHTS file descriptors), hands
-//     each command to an exec stub and replies when the stub exits. It keeps one spare stub
-//     started ahead of the next command (its start and runtime initialization are then off the
-//     command's path), and kills it when it exits. When the control socket closes
+//     each command to an exec stub and replies when the stub reports it ended. It keeps idle
+//     stubs ready for the next commands (one started ahead of the first, and those whose
+//     command ended cleanly: a stub's start and runtime initialization are then off the
+//     command's path), and kills them when it exits. When the control socket closes
 //     (the session ends, or keepup died) it exits, and with it the sandbox's pid namespace.
 //     When the session has an egress proxy it also listens on the proxy address in the
 //     sandbox's network namespace and joins each connection to one the backend dials on the
 //     host and passes in over the control socket (bridge.go).
-//   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): one per command, which it receives
-//     (with the command's stdio) on the stream socket it inherits as fd 3. It sets the
-//     resource limits, becomes the child subreaper, starts the command under Landlock in its own
-//     process group, enforces the wall-clock timeout, and when the command ends (or times out,
-//     or is killed) kills every process the command left behind before it reports how the
-//     command ended.
+//   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): runs one command at a time, which
+//     it receives (with the command's stdio) on the stream socket it inherits as fd 3. It sets
+//     the resource limits, is the child subreaper, starts the command under Landlock (from a
+//     thread of its own that dies with the command) in its own process group, enforces the
+//     wall-clock timeout, and when the command ends (or times out, or is killed) kills every
+//     process the command left behind before it reports how the command ended; then it waits
+//     for the next command. Nothing of a command outlives its report, so the next one finds
+//     the stub as the first did.
 //
 // The sandbox's namespaces, mounts and seccomp filter are set up outside, by package bwrap,
 // before either process starts; this package adds the per-command confinement (Landlock, on

@@ -9,9 +9,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,12 +28,13 @@ const (
 	exitNotFound  = 127
 )
 
-// ExecMain is `keepup __sandbox-exec`: runs one command as the helper asks. The helper may
-// start it before it has a command for it (a spare, so the stub's start and runtime
-// initialization are off the command's path): the stub readies itself, then waits for its
+// ExecMain is `keepup __sandbox-exec`: runs commands as the helper asks, one at a time. The
+// helper starts it before it has a command for it (so the stub's start and runtime
+// initialization are off the command's path): the stub readies itself, then waits for a
 // request on the stream socket it inherits as fd 3 (the command, and its stdin, stdout and
-// stderr as SCM_RIGHTS descriptors), reports how the command ended on the same socket, and
-// returns the command's exit code.
+// stderr as SCM_RIGHTS descriptors), and reports how the command ended on the same socket once
+// nothing the command started is left. The report says whether the stub takes another
+// request; it exits when it does not, or when the socket closes.
 func ExecMain(args []string) int {
 	f := os.NewFile(3, "request")
 	if f == nil {
@@ -46,34 +49,137 @@ func ExecMain(args []string) int {
 		return exitCannotRun
 	}
 	defer conn.Close()
-	res := execMain(conn)
-	_ = conn.Send(res)
-	return res.Exit
+	return serveStub(conn)
 }
 
-func execMain(conn *Conn) execResult {
+// maxStubCommands bounds the commands one stub runs before it makes way for a fresh one.
+const maxStubCommands = 1000
+
+// stubReserve is the number of idle threads a stub keeps for waiting, timing out and
+// reporting (see reserveThreads).
+const stubReserve = 8
+
+// stub is an exec stub's state across the commands it runs.
+type stub struct {
+	conn  *Conn
+	reqs  chan stubRequest // closed when the socket fails or closes
+	gone  chan struct{}    // closed with reqs: the helper is gone
+	kills chan struct{}    // a kill request may have arrived (see killSeq)
+	// killSeq is the highest Seq a kill request named: the command with that Seq, if it is
+	// running or yet to run, is to be killed.
+	killSeq atomic.Uint64
+	term    chan os.Signal // SIGTERM
+	null    *os.File       // /dev/null, for the stdio between commands
+	rs      *ruleset       // built for rsFor
+	rsFor   Landlock
+}
+
+type stubRequest struct {
+	spec  execSpec
+	stdio []*os.File
+}
+
+func serveStub(conn *Conn) int {
+	st := &stub{conn: conn, reqs: make(chan stubRequest), gone: make(chan struct{}), kills: make(chan struct{}, 1),
+		term: make(chan os.Signal, 1)}
 	// The session's process limit counts threads, and a command may use all of it (a fork
 	// bomb): start the threads this stub will need to wait, time out and report now, while
 	// they can still be had, so that it never dies for want of one.
-	reserveThreads(8)
-	// Handle the helper's kill request before anything can start.
-	kill := make(chan os.Signal, 1)
-	signal.Notify(kill, syscall.SIGTERM)
+	reserveThreads(stubReserve)
+	// A SIGTERM (which only a command can send it) kills the running command, as a kill
+	// request does; it never ends the stub and leaves the command's processes to no reaper.
+	signal.Notify(st.term, syscall.SIGTERM)
+	setupErr := stubSetup()
+	if setupErr == nil {
+		var err error
+		if st.null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+			setupErr = err
+		}
+	}
+	go st.read()
+	for n := 1; ; n++ {
+		req, ok := <-st.reqs
+		if !ok {
+			return 0
+		}
+		var res execResult
+		if setupErr != nil {
+			closeAll(req.stdio)
+			res = execResult{Exit: exitCannotRun, Err: setupErr.Error()}
+		} else {
+			res = st.run(req)
+			// The command's stdio is let go before the report: its readers see end of file
+			// once the command's processes are gone, not when the stub goes.
+			st.detachStdio()
+			res.Again = res.Err == "" && !hasChildren() && n < maxStubCommands
+		}
+		if st.rs != nil && !res.Again {
+			st.rs.close()
+		}
+		if err := st.conn.Send(res); err != nil || !res.Again {
+			return res.Exit
+		}
+		// The locked thread the command was started from is gone with it: top the reserve up
+		// again, before the next command.
+		reserveThreads(stubReserve)
+	}
+}
+
+// stubSetup is what a stub does once, before its first command.
+func stubSetup() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("prctl(PR_SET_DUMPABLE): %v", err)}
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %v", err)
 	}
 	// Orphans of the command (daemons, setsid, nohup) are reparented to us, so we can kill them.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("prctl(PR_SET_CHILD_SUBREAPER): %v", err)}
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %v", err)
 	}
-	var spec execSpec
-	stdio, err := conn.Recv(&spec, func(v any) int { return v.(*execSpec).FDs })
-	if err == nil && len(stdio) != 3 {
+	return nil
+}
+
+// read receives the helper's requests until the socket fails: commands go to reqs, kill
+// requests set killSeq.
+func (st *stub) read() {
+	defer close(st.gone)
+	defer close(st.reqs)
+	for {
+		var spec execSpec
+		stdio, err := st.conn.Recv(&spec, func(v any) int { return v.(*execSpec).FDs })
+		if err != nil {
+			return
+		}
+		if spec.Kill {
+			closeAll(stdio)
+			for {
+				cur := st.killSeq.Load()
+				if spec.Seq <= cur || st.killSeq.CompareAndSwap(cur, spec.Seq) {
+					break
+				}
+			}
+			select {
+			case st.kills <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		st.reqs <- stubRequest{spec, stdio}
+	}
+}
+
+// killed reports whether a kill request names seq.
+func (st *stub) killed(seq uint64) bool { return st.killSeq.Load() >= seq }
+
+// run runs one command and waits until nothing it started is left.
+func (st *stub) run(req stubRequest) execResult {
+	spec, stdio := req.spec, req.stdio
+	// A SIGTERM from an earlier command is not this one's.
+	select {
+	case <-st.term:
+	default:
+	}
+	if len(stdio) != 3 {
 		closeAll(stdio)
-		err = fmt.Errorf("%d descriptors, want 3", len(stdio))
-	}
-	if err != nil {
-		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("read request: %v", err)}
+		return execResult{Exit: exitCannotRun, Err: fmt.Sprintf("read request: %d descriptors, want 3", len(stdio))}
 	}
 	// The command's stdio becomes ours (until detachStdio), without close-on-exec.
 	for i, f := range stdio {
@@ -89,12 +195,11 @@ func execMain(conn *Conn) execResult {
 	if err := setRlimits(spec.Rlimits); err != nil {
 		return execResult{Exit: exitCannotRun, Err: err.Error()}
 	}
-	rs, err := newRuleset(spec.Landlock)
+	rs, err := st.ruleset(spec.Landlock)
 	if err != nil {
 		// Fail closed: a ruleset that was asked for and cannot be built means no command.
 		return execResult{Exit: exitCannotRun, Err: err.Error()}
 	}
-	defer rs.close()
 
 	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 		if err == nil {
@@ -111,6 +216,9 @@ func execMain(conn *Conn) execResult {
 			code = exitNotFound
 		}
 		return execResult{Exit: code, LandlockABI: rs.abi}
+	}
+	if st.killed(spec.Seq) {
+		return execResult{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", Killed: true, LandlockABI: rs.abi}
 	}
 	cmd := &exec.Cmd{
 		Path:   path,
@@ -146,8 +254,8 @@ func execMain(conn *Conn) execResult {
 			return
 		}
 		started <- nil
-		st, err := cmd.Process.Wait()
-		done <- exited{st, err}
+		ps, err := cmd.Process.Wait()
+		done <- exited{ps, err}
 	}()
 	if err := <-started; err != nil {
 		if errors.Is(err, errLandlock) {
@@ -157,8 +265,8 @@ func execMain(conn *Conn) execResult {
 		return execResult{Exit: exitCannotRun, LandlockABI: rs.abi}
 	}
 	// Let go of the command's stdio, so its readers see end of file when the command's last
-	// process is gone rather than when we exit.
-	detachStdio()
+	// process is gone rather than when we report.
+	st.detachStdio()
 
 	pgid := cmd.Process.Pid
 	var timeout <-chan time.Time
@@ -168,6 +276,16 @@ func execMain(conn *Conn) execResult {
 		timeout = t.C
 	}
 	res := execResult{LandlockABI: rs.abi}
+	kill := func() {
+		if !res.Killed {
+			res.Killed = true
+			killTree(pgid)
+		}
+	}
+	if st.killed(spec.Seq) {
+		kill()
+	}
+	gone := st.gone
 	var ex exited
 wait:
 	for {
@@ -177,9 +295,16 @@ wait:
 		case <-timeout:
 			res.TimedOut = true
 			killTree(pgid)
-		case <-kill:
-			res.Killed = true
-			killTree(pgid)
+		case <-st.kills:
+			if st.killed(spec.Seq) {
+				kill()
+			}
+		case <-st.term:
+			kill()
+		case <-gone:
+			// The helper is gone (the session is ending): so is the command.
+			kill()
+			gone = nil
 		}
 	}
 	// Whatever the command left behind dies with it. With no child at all (the usual case)
@@ -209,14 +334,26 @@ wait:
 	return res
 }
 
-func detachStdio() {
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return
+// ruleset returns the Landlock ruleset for l, built once for the stub's commands.
+func (st *stub) ruleset(l Landlock) (*ruleset, error) {
+	if st.rs != nil && slices.Equal(st.rsFor.RO, l.RO) && slices.Equal(st.rsFor.RW, l.RW) && slices.Equal(st.rsFor.Dev, l.Dev) {
+		return st.rs, nil
 	}
-	defer null.Close()
+	rs, err := newRuleset(l)
+	if err != nil {
+		return nil, err
+	}
+	if st.rs != nil {
+		st.rs.close()
+	}
+	st.rs, st.rsFor = rs, l
+	return rs, nil
+}
+
+// detachStdio points the stub's stdin, stdout and stderr at /dev/null.
+func (st *stub) detachStdio() {
 	for fd := range 3 {
-		_ = unix.Dup3(int(null.Fd()), fd, 0)
+		_ = unix.Dup3(int(st.null.Fd()), fd, 0)
 	}
 }
 

@@ -40,26 +40,34 @@ type helper struct {
 
 	bridge *bridge // nil: no egress proxy
 
-	// The spare exec stub: started ahead of the next command, it initializes and then waits
-	// for its request, so a command does not wait for a stub's start. A command takes it and
-	// a new one is started in the background; a command that finds none (while the next is
-	// being started) starts its own.
+	// Idle exec stubs, ready for a command: one is started ahead of the first command (its
+	// start and runtime initialization are then off the command's path), and a stub whose
+	// command ended cleanly comes back for the next one. A command takes the most recently
+	// used; when that leaves none, another is started in the background; a command that finds
+	// none starts its own.
 	spareMu   sync.Mutex
-	spare     *stubProc
-	spareOK   bool // spares may be started (not closing)
+	idle      []*stubProc
+	spareOK   bool // stubs may be kept (not closing)
 	refilling bool
 }
 
-// stubProc is a started exec stub and the socket its request goes on.
+// maxIdleStubs bounds the idle stubs kept for the next commands.
+const maxIdleStubs = 2
+
+// stubProc is a started exec stub and the socket its requests go on.
 type stubProc struct {
 	cmd  *exec.Cmd
 	conn *Conn
+	seq  uint64 // of its last command
 }
 
 type job struct {
 	killed bool
-	proc   *os.Process // nil until the stub started
+	stub   *stubProc // nil until the command was handed to a stub
+	seq    uint64    // the command's number at stub
 	done   bool
+	// forced: the stub was killed outright (it did not finish after a kill request).
+	forced bool
 }
 
 func helperMain(args []string) error {
@@ -160,24 +168,28 @@ func (h *helper) kill(id uint64) {
 		return
 	}
 	j.killed = true
-	p := j.proc
+	st := j.stub
 	h.mu.Unlock()
-	if p != nil {
-		h.signalStub(j, p)
+	if st != nil {
+		h.killStub(j)
 	}
 }
 
-// signalStub asks the stub to kill its command's process tree (SIGTERM, which the stub
-// handles), and kills the stub itself if it has not finished after stubGrace. os.Process
-// signals through a pidfd, so a reused pid is never hit.
-func (h *helper) signalStub(j *job, p *os.Process) {
-	_ = p.Signal(syscall.SIGTERM)
+// killStub asks j's stub to kill its command's process tree, and kills the stub itself if
+// the command has not ended after stubGrace. Once j is done the stub may be running another
+// command: it is then never killed, and the request names j's command, so the stub ignores
+// it.
+func (h *helper) killStub(j *job) {
+	h.mu.Lock()
+	st, seq := j.stub, j.seq
+	h.mu.Unlock()
+	_ = st.conn.Send(execSpec{Seq: seq, Kill: true})
 	time.AfterFunc(stubGrace, func() {
 		h.mu.Lock()
-		done := j.done
-		h.mu.Unlock()
-		if !done {
-			_ = p.Kill()
+		defer h.mu.Unlock()
+		if !j.done {
+			j.forced = true
+			_ = st.cmd.Process.Kill()
 		}
 	})
 }
@@ -207,41 +219,51 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 	if err != nil {
 		return Reply{Exit: 126, Err: fmt.Sprintf("start exec stub: %v", err)}
 	}
+	spec.Seq = st.seq + 1
 	if err := st.conn.Send(spec, stdio...); err != nil {
-		// A spare that died before it got its request: nothing of the command ran. Once more
+		// A stub that died before it got its request: nothing of the command ran. Once more
 		// with a stub of its own.
 		st.stop()
 		if st, err = h.startStub(); err != nil {
 			return Reply{Exit: 126, Err: fmt.Sprintf("start exec stub: %v", err)}
 		}
+		spec.Seq = 1
 		if err := st.conn.Send(spec, stdio...); err != nil {
 			st.stop()
 			return Reply{Exit: 126, Err: fmt.Sprintf("exec stub: send request: %v", err)}
 		}
 	}
+	st.seq = spec.Seq
 	closeAll(stdio) // the stub has its copies; the command's readers must see its end
-	defer st.conn.Close()
 	h.mu.Lock()
-	j.proc = st.cmd.Process
+	j.stub, j.seq = st, spec.Seq
 	killed = j.killed
 	h.mu.Unlock()
 	if killed {
-		h.signalStub(j, st.cmd.Process)
+		h.killStub(j)
 	}
 	var res execResult
 	_, rerr := st.conn.Recv(&res, nil)
-	werr := st.cmd.Wait()
 	h.mu.Lock()
 	j.done = true
-	killed = j.killed
+	killed, forced := j.killed, j.forced
 	h.mu.Unlock()
 
 	if rerr != nil {
+		st.conn.Close() // a stub still waiting for requests sees the end and exits
+		werr := st.cmd.Wait()
 		if killed {
 			// Killed before it had started the command (or hung after).
 			return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", Killed: true}
 		}
 		return Reply{Exit: 126, Err: fmt.Sprintf("exec stub ended without a result: %v", werr)}
+	}
+	// The stub has reaped everything the command started: the reply need not wait for the
+	// stub itself to exit.
+	if res.Again && !forced {
+		h.putStub(st)
+	} else {
+		go st.finish()
 	}
 	return Reply{Exit: res.Exit, Signal: res.Signal, TimedOut: res.TimedOut, Killed: res.Killed, LandlockABI: res.LandlockABI, Err: res.Err}
 }
@@ -271,19 +293,28 @@ func (h *helper) startStub() (*stubProc, error) {
 	return &stubProc{cmd: cmd, conn: conn}, nil
 }
 
-// stop kills a stub that has not been given a command, and reaps it.
+// stop kills a stub that is not running a command, and reaps it.
 func (st *stubProc) stop() {
 	_ = st.cmd.Process.Kill()
 	_ = st.cmd.Wait()
 	st.conn.Close()
 }
 
-// takeStub returns the spare stub, or a new one when there is none, and has the next spare
-// started.
+// finish lets a stub that is not running a command exit (its socket closes), and reaps it.
+func (st *stubProc) finish() {
+	st.conn.Close()
+	_ = st.cmd.Wait()
+}
+
+// takeStub returns an idle stub, or a new one when there is none, and has another started
+// when none is left idle.
 func (h *helper) takeStub() (*stubProc, error) {
 	h.spareMu.Lock()
-	st := h.spare
-	h.spare = nil
+	var st *stubProc
+	if n := len(h.idle); n > 0 {
+		st = h.idle[n-1]
+		h.idle = h.idle[:n-1]
+	}
 	h.refillLocked()
 	h.spareMu.Unlock()
 	if st != nil {
@@ -292,9 +323,22 @@ func (h *helper) takeStub() (*stubProc, error) {
 	return h.startStub()
 }
 
-// refillLocked starts a spare in the background if there is none and none is being started.
+// putStub keeps a stub whose command ended for the next command, unless enough are idle.
+func (h *helper) putStub(st *stubProc) {
+	h.spareMu.Lock()
+	keep := h.spareOK && len(h.idle) < maxIdleStubs
+	if keep {
+		h.idle = append(h.idle, st)
+	}
+	h.spareMu.Unlock()
+	if !keep {
+		go st.finish()
+	}
+}
+
+// refillLocked starts a stub in the background if none is idle and none is being started.
 func (h *helper) refillLocked() {
-	if !h.spareOK || h.spare != nil || h.refilling {
+	if !h.spareOK || len(h.idle) > 0 || h.refilling {
 		return
 	}
 	h.refilling = true
@@ -302,8 +346,8 @@ func (h *helper) refillLocked() {
 		st, err := h.startStub()
 		h.spareMu.Lock()
 		h.refilling = false
-		if err == nil && h.spareOK && h.spare == nil {
-			h.spare, st = st, nil
+		if err == nil && h.spareOK && len(h.idle) < maxIdleStubs {
+			h.idle, st = append(h.idle, st), nil
 		}
 		h.spareMu.Unlock()
 		if st != nil {
@@ -312,7 +356,7 @@ func (h *helper) refillLocked() {
 	}()
 }
 
-// allowSpares starts keeping a spare stub.
+// allowSpares starts keeping an idle stub.
 func (h *helper) allowSpares() {
 	h.spareMu.Lock()
 	h.spareOK = true
@@ -320,14 +364,14 @@ func (h *helper) allowSpares() {
 	h.spareMu.Unlock()
 }
 
-// stopSpares kills the spare and starts no more.
+// stopSpares kills the idle stubs and keeps no more.
 func (h *helper) stopSpares() {
 	h.spareMu.Lock()
-	st := h.spare
-	h.spare = nil
+	idle := h.idle
+	h.idle = nil
 	h.spareOK = false
 	h.spareMu.Unlock()
-	if st != nil {
+	for _, st := range idle {
 		st.stop()
 	}
 }

@@ -98,16 +98,21 @@ type Reply struct {
 	Err string `json:"err,omitempty"`
 }
 
-// execSpec is the request the helper sends an exec stub on its socket (fd 3), with FDs (3)
-// descriptors: the command's stdin, stdout and stderr.
+// execSpec is a request the helper sends an exec stub on its socket (fd 3): a command, with
+// FDs (3) descriptors: its stdin, stdout and stderr; or, with Kill set, the request to kill
+// the command with sequence number Seq.
 type execSpec struct {
 	Run
 	Landlock Landlock `json:"landlock"`
 	Rlimits  Rlimits  `json:"rlimits"`
 	FDs      int      `json:"fds"`
+	// Seq numbers the stub's commands from 1; a kill request names the one it kills.
+	Seq  uint64 `json:"seq"`
+	Kill bool   `json:"kill,omitempty"`
 }
 
-// execResult is what an exec stub reports on its socket before it exits.
+// execResult is what an exec stub reports on its socket when a command has ended and nothing
+// it started is left.
 type execResult struct {
 	Exit        int    `json:"exit"`
 	Signal      string `json:"signal,omitempty"`
@@ -115,6 +120,8 @@ type execResult struct {
 	Killed      bool   `json:"killed,omitempty"`
 	LandlockABI int    `json:"landlock_abi"`
 	Err         string `json:"err,omitempty"`
+	// Again says the stub waits for another command; else it exits.
+	Again bool `json:"again,omitempty"`
 }
 
 // maxFrame bounds one message; a command line and environment are far smaller.
