@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -134,7 +135,9 @@ func cmdSandboxExec(st *State, args []string) error {
 			db.Close()
 		}
 	}()
-	eg, err := startEgress(set, commit, "", sid, nil)
+	// The system's roots are for the session's web client (web_fetch), which a sandbox exec
+	// does not have: it trusts no root at all, and the ~10 ms their loading takes are saved.
+	eg, err := startEgress(set, commit, "", sid, &egressOverrides{roots: x509.NewCertPool()})
 	if err != nil {
 		return usagef("%v", err)
 	}
