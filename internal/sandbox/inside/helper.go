@@ -43,8 +43,9 @@ type helper struct {
 	// Idle exec stubs, ready for a command: one is started ahead of the first command (its
 	// start and runtime initialization are then off the command's path), and a stub whose
 	// command ended cleanly comes back for the next one. A command takes the most recently
-	// used; when that leaves none, another is started in the background; a command that finds
-	// none starts its own.
+	// used; when that left none and the command is still running after spareDelay, another
+	// is started in the background for the commands that may come meanwhile; a command that
+	// finds none starts its own.
 	spareMu   sync.Mutex
 	idle      []*stubProc
 	spareOK   bool // stubs may be kept (not closing)
@@ -53,6 +54,11 @@ type helper struct {
 
 // maxIdleStubs bounds the idle stubs kept for the next commands.
 const maxIdleStubs = 2
+
+// spareDelay is how long a command runs before a spare stub is started beside it. Most
+// commands end sooner, and give their stub back: a spare started at once would only compete
+// with them for the CPU.
+const spareDelay = 50 * time.Millisecond
 
 // stubProc is a started exec stub and the socket its requests go on.
 type stubProc struct {
@@ -242,8 +248,10 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 	if killed {
 		h.killStub(j)
 	}
+	spare := time.AfterFunc(spareDelay, h.refill)
 	var res execResult
 	_, rerr := st.conn.Recv(&res, nil)
+	spare.Stop()
 	h.mu.Lock()
 	j.done = true
 	killed, forced := j.killed, j.forced
@@ -306,8 +314,7 @@ func (st *stubProc) finish() {
 	_ = st.cmd.Wait()
 }
 
-// takeStub returns an idle stub, or a new one when there is none, and has another started
-// when none is left idle.
+// takeStub returns an idle stub, or a new one when there is none.
 func (h *helper) takeStub() (*stubProc, error) {
 	h.spareMu.Lock()
 	var st *stubProc
@@ -315,7 +322,6 @@ func (h *helper) takeStub() (*stubProc, error) {
 		st = h.idle[n-1]
 		h.idle = h.idle[:n-1]
 	}
-	h.refillLocked()
 	h.spareMu.Unlock()
 	if st != nil {
 		return st, nil
@@ -336,7 +342,13 @@ func (h *helper) putStub(st *stubProc) {
 	}
 }
 
-// refillLocked starts a stub in the background if none is idle and none is being started.
+// refill starts a stub in the background if none is idle and none is being started.
+func (h *helper) refill() {
+	h.spareMu.Lock()
+	h.refillLocked()
+	h.spareMu.Unlock()
+}
+
 func (h *helper) refillLocked() {
 	if !h.spareOK || len(h.idle) > 0 || h.refilling {
 		return
@@ -371,6 +383,10 @@ func (h *helper) stopSpares() {
 	h.idle = nil
 	h.spareOK = false
 	h.spareMu.Unlock()
+	// All at once: each takes a while to die.
+	for _, st := range idle {
+		_ = st.cmd.Process.Kill()
+	}
 	for _, st := range idle {
 		st.stop()
 	}
