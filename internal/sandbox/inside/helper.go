@@ -45,11 +45,11 @@ type helper struct {
 	// command ended cleanly comes back for the next one. A command takes the most recently
 	// used; when that left none and the command is still running after spareDelay, another
 	// is started in the background for the commands that may come meanwhile; a command that
-	// finds none starts its own.
+	// finds none waits for the one being started, if any, else starts its own.
 	spareMu   sync.Mutex
 	idle      []*stubProc
-	spareOK   bool // stubs may be kept (not closing)
-	refilling bool
+	spareOK   bool          // stubs may be kept (not closing)
+	refilling chan struct{} // while a stub is being started for idle: closed when it is there
 }
 
 // maxIdleStubs bounds the idle stubs kept for the next commands.
@@ -314,19 +314,25 @@ func (st *stubProc) finish() {
 	_ = st.cmd.Wait()
 }
 
-// takeStub returns an idle stub, or a new one when there is none.
+// takeStub returns an idle stub, or the one being started for idle, or a new one.
 func (h *helper) takeStub() (*stubProc, error) {
-	h.spareMu.Lock()
-	var st *stubProc
-	if n := len(h.idle); n > 0 {
-		st = h.idle[n-1]
-		h.idle = h.idle[:n-1]
+	for {
+		h.spareMu.Lock()
+		if n := len(h.idle); n > 0 {
+			st := h.idle[n-1]
+			h.idle = h.idle[:n-1]
+			h.spareMu.Unlock()
+			return st, nil
+		}
+		refilling := h.refilling
+		h.spareMu.Unlock()
+		if refilling == nil {
+			return h.startStub()
+		}
+		// Further along than a stub started now (a session's first command comes while the
+		// first stub starts); another command may take it first, and then this one looks again.
+		<-refilling
 	}
-	h.spareMu.Unlock()
-	if st != nil {
-		return st, nil
-	}
-	return h.startStub()
 }
 
 // putStub keeps a stub whose command ended for the next command, unless enough are idle.
@@ -350,14 +356,16 @@ func (h *helper) refill() {
 }
 
 func (h *helper) refillLocked() {
-	if !h.spareOK || len(h.idle) > 0 || h.refilling {
+	if !h.spareOK || len(h.idle) > 0 || h.refilling != nil {
 		return
 	}
-	h.refilling = true
+	done := make(chan struct{})
+	h.refilling = done
 	go func() {
 		st, err := h.startStub()
 		h.spareMu.Lock()
-		h.refilling = false
+		h.refilling = nil
+		close(done)
 		if err == nil && h.spareOK && len(h.idle) < maxIdleStubs {
 			h.idle, st = append(h.idle, st), nil
 		}
