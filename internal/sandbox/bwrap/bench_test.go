@@ -2,11 +2,13 @@ package bwrap_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/bwrap"
 )
 
 // BenchmarkWarmRun runs `true` in a started session: the cost of one command.
@@ -53,6 +55,37 @@ func BenchmarkBareBwrap(b *testing.B) {
 	for b.Loop() {
 		if err := exec.Command(bw, args...).Run(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSessionLayoutBwrap runs /usr/bin/true under bwrap with a session's whole layout (the
+// system folders, the generated /etc, the grants and the guards of their protected paths, the
+// seccomp filter): what a cold start costs before any of keepup's processes run inside.
+func BenchmarkSessionLayoutBwrap(b *testing.B) {
+	tb := setup(b)
+	args, files, err := bwrap.SessionBwrap(tb.backend, tb.spec, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip(err)
+	}
+	for b.Loop() {
+		// bwrap reads the seccomp program (fd 4) to its end: from the start again.
+		if _, err := files[1].Seek(0, io.SeekStart); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(bw, args...)
+		cmd.ExtraFiles = files
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
 		}
 	}
 }

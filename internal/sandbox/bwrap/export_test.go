@@ -1,9 +1,39 @@
 package bwrap
 
-import "time"
+import (
+	"os"
+	"time"
+
+	"github.com/keepup/keepup/internal/sandbox"
+)
 
 // SetStaleAge lets tests clean up dead sessions' folders without waiting.
 func SetStaleAge(d time.Duration) { staleAge.Store(max(int64(d), 1)) }
 
 // ProbeFile is the file in Config.StateDir that records New's checks of bwrap.
 const ProbeFile = probeFile
+
+// SessionBwrap returns the bwrap command line (and the descriptors it refers to, from fd 3) a
+// session of spec starts, with /usr/bin/true in place of the helper: the sandbox's own cost,
+// without keepup's processes in it. The state folder's files are written into stateDir.
+func SessionBwrap(b *Backend, spec sandbox.Spec, stateDir string) ([]string, []*os.File, error) {
+	if err := writeStateFiles(stateDir); err != nil {
+		return nil, nil, err
+	}
+	l, err := b.buildLayout(&spec, stateDir, "")
+	if err != nil {
+		if l != nil {
+			l.closeFiles()
+		}
+		return nil, nil, err
+	}
+	args := append(l.args[:len(l.args)-3:len(l.args)-3], "/usr/bin/true")
+	if l.files[0], err = os.Open(os.DevNull); err == nil {
+		l.files[1], err = sealedFile("keepup-seccomp", b.seccomp)
+	}
+	if err != nil {
+		l.closeFiles()
+		return nil, nil, err
+	}
+	return args, l.files, nil
+}
