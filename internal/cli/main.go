@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/keepup/keepup/internal/sandbox/inside"
+	_ "github.com/keepup/keepup/internal/sandbox/inside" // its init runs the sandbox helper and exec stub
 )
 
 // Exit codes (DESIGN.md).
@@ -87,16 +87,11 @@ func Run(st *State, args []string) int {
 }
 
 func dispatch(st *State, args []string) error {
-	// Hidden commands keepup runs inside its own sandbox.
-	if len(args) > 0 {
-		switch args[0] {
-		case "__sandbox-helper":
-			return exitCode(inside.HelperMain(args[1:]))
-		case "__sandbox-exec":
-			return exitCode(inside.ExecMain(args[1:]))
-		case "__sandbox-selftest":
-			return exitCode(cmdSelfTest(st, args[1:]))
-		}
+	// Hidden commands keepup runs inside its own sandbox. The helper and the exec stub
+	// (__sandbox-helper, __sandbox-exec) never get here: package inside runs them from its
+	// init, before the rest of keepup initializes.
+	if len(args) > 0 && args[0] == "__sandbox-selftest" {
+		return exitCode(cmdSelfTest(st, args[1:]))
 	}
 	if len(args) == 0 {
 		fmt.Fprint(st.Stderr, usage)
