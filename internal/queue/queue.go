@@ -381,14 +381,7 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 	if !ok {
 		return river.JobSnooze(snoozeFor)
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			q.release(t)
-		}
-	}
-	defer release()
+	defer q.release(t)
 	// Read again under the task's slot: another slice may have just finished it.
 	if t, err = q.db.Task(ctx, id); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 type writeStmts struct {
 	updateTask, upsertTask, insertEvent, upsertCall, upsertApproval *sql.Stmt
 	anchor, insertAudit, setAnchor                                  *sql.Stmt
+	lastSeq, lastLogN, insertLog, upsertState                       *sql.Stmt
 }
 
 func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
@@ -61,6 +62,10 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 		{&s.anchor, `SELECT seq, hash FROM audit_anchor WHERE id = 1`},
 		{&s.insertAudit, `INSERT INTO audit (seq, prev, hash, task, body) VALUES (?, ?, ?, ?, ?)`},
 		{&s.setAnchor, `UPDATE audit_anchor SET seq = ?, hash = ? WHERE id = 1`},
+		{&s.lastSeq, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE task = ?`},
+		{&s.lastLogN, `SELECT COALESCE(MAX(n), 0) FROM task_log WHERE task = ?`},
+		{&s.insertLog, `INSERT INTO task_log (task, n, kind, data) VALUES (?, ?, ?, ?)`},
+		{&s.upsertState, `INSERT INTO task_state (task, data) VALUES (?, ?) ON CONFLICT (task) DO UPDATE SET data = excluded.data`},
 	} {
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
 			return fmt.Errorf("prepare %.40q: %w", p.sql, err)
@@ -70,7 +75,8 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 }
 
 func (s *writeStmts) close() error {
-	return closeStmts(s.updateTask, s.upsertTask, s.insertEvent, s.upsertCall, s.upsertApproval, s.anchor, s.insertAudit, s.setAnchor)
+	return closeStmts(s.updateTask, s.upsertTask, s.insertEvent, s.upsertCall, s.upsertApproval, s.anchor, s.insertAudit, s.setAnchor,
+		s.lastSeq, s.lastLogN, s.insertLog, s.upsertState)
 }
 
 // encodedTask holds a task's JSON columns, encoded before the write lock is taken.

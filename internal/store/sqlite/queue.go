@@ -43,7 +43,7 @@ func (db *DB) assignSeqs(ctx context.Context, tx *sql.Tx, evs []event.Event) err
 		}
 		cur, ok := last[e.Task]
 		if !ok {
-			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE task = ?`, e.Task).Scan(&cur); err != nil {
+			if err := tx.StmtContext(ctx, db.ws.lastSeq).QueryRowContext(ctx, e.Task).Scan(&cur); err != nil {
 				return fmt.Errorf("event seq of task %q: %w", e.Task, err)
 			}
 		}
@@ -69,21 +69,20 @@ func (db *DB) commitQueue(ctx context.Context, tx *sql.Tx, b *store.Batch) error
 			l := &b.Log[i]
 			n, ok := next[l.Task]
 			if !ok {
-				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(n), 0) FROM task_log WHERE task = ?`, l.Task).Scan(&n); err != nil {
+				if err := tx.StmtContext(ctx, db.ws.lastLogN).QueryRowContext(ctx, l.Task).Scan(&n); err != nil {
 					return fmt.Errorf("log of task %q: %w", l.Task, err)
 				}
 			}
 			n++
 			next[l.Task] = n
 			l.N = n
-			if _, err := tx.ExecContext(ctx, `INSERT INTO task_log (task, n, kind, data) VALUES (?, ?, ?, ?)`, l.Task, n, l.Kind, l.Data); err != nil {
+			if _, err := tx.StmtContext(ctx, db.ws.insertLog).ExecContext(ctx, l.Task, n, l.Kind, l.Data); err != nil {
 				return fk(fmt.Sprintf("log %d of task %q", n, l.Task), err)
 			}
 		}
 	}
 	if s := b.State; s != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO task_state (task, data) VALUES (?, ?)
-			ON CONFLICT (task) DO UPDATE SET data = excluded.data`, s.Task, s.Data); err != nil {
+		if _, err := tx.StmtContext(ctx, db.ws.upsertState).ExecContext(ctx, s.Task, s.Data); err != nil {
 			return fk(fmt.Sprintf("state of task %q", s.Task), err)
 		}
 	}
@@ -180,11 +179,13 @@ func (db *DB) State(ctx context.Context, taskID string) (*store.TaskState, error
 
 // Steers returns a task's steering messages in order, undelivered ones only if pendingOnly.
 func (db *DB) Steers(ctx context.Context, taskID string, pendingOnly bool) ([]store.Steer, error) {
-	q := `SELECT id, message, created_at, delivered_at FROM steers WHERE task = ?`
+	var rows *sql.Rows
+	var err error
 	if pendingOnly {
-		q += ` AND delivered_at IS NULL`
+		rows, err = db.rs.pendingSteers.QueryContext(ctx, taskID)
+	} else {
+		rows, err = db.r.QueryContext(ctx, `SELECT id, message, created_at, delivered_at FROM steers WHERE task = ? ORDER BY id`, taskID)
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY id`, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: steers of task %q: %w", taskID, err)
 	}
@@ -205,7 +206,7 @@ func (db *DB) Steers(ctx context.Context, taskID string, pendingOnly bool) ([]st
 // Control returns what was asked of a task ("" if nothing).
 func (db *DB) Control(ctx context.Context, taskID string) (string, error) {
 	var want string
-	err := db.r.QueryRowContext(ctx, `SELECT want FROM controls WHERE task = ?`, taskID).Scan(&want)
+	err := db.rs.control.QueryRowContext(ctx, taskID).Scan(&want)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}

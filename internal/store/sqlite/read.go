@@ -17,6 +17,7 @@ import (
 // readStmts are the fixed queries, prepared on the read pool.
 type readStmts struct {
 	task, events, lastSeq, calls, scanAudit, anchor *sql.Stmt
+	control, pendingSteers                          *sql.Stmt // read at every turn boundary
 }
 
 // auditCols reads a record as stored. The CAST keeps a body delivered as []byte (which the
@@ -39,6 +40,8 @@ func (s *readStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 			FROM tool_calls WHERE task = ? ORDER BY ord`},
 		{&s.scanAudit, `SELECT ` + auditCols + ` FROM audit WHERE seq > ? ORDER BY seq`},
 		{&s.anchor, `SELECT seq, hash FROM audit_anchor WHERE id = 1`},
+		{&s.control, `SELECT want FROM controls WHERE task = ?`},
+		{&s.pendingSteers, `SELECT id, message, created_at, delivered_at FROM steers WHERE task = ? AND delivered_at IS NULL ORDER BY id`},
 	} {
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
 			return fmt.Errorf("prepare %.40q: %w", p.sql, err)
@@ -48,7 +51,7 @@ func (s *readStmts) prepare(ctx context.Context, db *sql.DB) (err error) {
 }
 
 func (s *readStmts) close() error {
-	return closeStmts(s.task, s.events, s.lastSeq, s.calls, s.scanAudit, s.anchor)
+	return closeStmts(s.task, s.events, s.lastSeq, s.calls, s.scanAudit, s.anchor, s.control, s.pendingSteers)
 }
 
 type scanner interface{ Scan(dest ...any) error }
