@@ -106,7 +106,7 @@ func (r *Runner) runCalls(ctx context.Context, turn int, uses []model.Block) ([]
 			// continues (an idempotent call runs again).
 			return nil, ErrShutdown
 		}
-		if errors.Is(p.runErr, ErrSuspend) {
+		if errors.Is(p.runErr, ErrSuspend) && ctx.Err() == nil {
 			// The call waits for work done elsewhere (subagents); its intent stays journalled
 			// and, being idempotent, it runs again when the task continues.
 			r.suspended = SuspendChildren

@@ -394,6 +394,11 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 		return err
 	}
 	if want == "cancel" {
+		// Subagents the task started (perhaps in the very slice the cancel interrupted) go
+		// with it.
+		if err := q.cancelChildren(ctx, t); err != nil {
+			return err
+		}
 		return q.cancelIdle(ctx, t, "cancelled by the person")
 	}
 	switch {
@@ -467,6 +472,12 @@ func (q *Queue) runSlice(ctx context.Context, id string) error {
 	}
 	if r.Suspended() == agent.SuspendShutdown {
 		return river.JobSnooze(0) // available again at the next start, without using an attempt
+	}
+	// A slice cancelled while it was creating subagents: they are cancelled too.
+	if final.Status == task.Cancelled {
+		if err := q.cancelChildren(ctx, final); err != nil {
+			return err
+		}
 	}
 	if final.Parent != "" && final.Status != task.Queued {
 		q.childProgress(ctx, final, final.Status)

@@ -262,6 +262,28 @@ func (q *Queue) Cancel(ctx context.Context, id string) (*TaskView, error) {
 }
 
 func (q *Queue) cancelTree(ctx context.Context, t *task.Task) error {
+	if err := q.cancelChildren(ctx, t); err != nil {
+		return err
+	}
+	// The job settles the task whether or not a slice of it is running now: a slice ending
+	// just as this commits would otherwise leave the cancel to nobody. (A second job of a
+	// task waits for the first to end, then finds the task cancelled.)
+	b := &store.Batch{Controls: []store.Control{{Task: t.ID, Want: "cancel", At: q.cfg.Now()}},
+		Jobs: []store.Job{sliceJob(t)}}
+	if err := q.commit(ctx, b); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	cancel, running := q.running[t.ID]
+	q.mu.Unlock()
+	if running {
+		cancel()
+	}
+	return nil
+}
+
+// cancelChildren cancels t's unfinished subagents and theirs.
+func (q *Queue) cancelChildren(ctx context.Context, t *task.Task) error {
 	parent := t.ID
 	kids, err := q.db.Tasks(ctx, store.TaskFilter{Parent: &parent})
 	if err != nil {
@@ -273,19 +295,6 @@ func (q *Queue) cancelTree(ctx context.Context, t *task.Task) error {
 				return err
 			}
 		}
-	}
-	b := &store.Batch{Controls: []store.Control{{Task: t.ID, Want: "cancel", At: q.cfg.Now()}}}
-	q.mu.Lock()
-	cancel, running := q.running[t.ID]
-	q.mu.Unlock()
-	if !running {
-		b.Jobs = []store.Job{sliceJob(t)}
-	}
-	if err := q.commit(ctx, b); err != nil {
-		return err
-	}
-	if running {
-		cancel()
 	}
 	return nil
 }
