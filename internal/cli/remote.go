@@ -235,13 +235,11 @@ func cmdQueueList(st *State, args []string) error {
 		fmt.Fprintln(st.Stdout, "no queued or running tasks")
 		return nil
 	}
-	tw := tabwriter.NewWriter(st.Stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tPRIO\tCREATED\tPLAN\tPROMPT")
-	for _, t := range ts {
-		done, total := t.Plan.Counts()
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d/%d\t%s\n", t.ID, t.Status, t.Priority, t.CreatedAt.Local().Format(time.DateTime), done, total, short(t.Prompt, 60))
+	plain := make([]task.Task, len(ts))
+	for i := range ts {
+		plain[i] = ts[i].Task
 	}
-	return tw.Flush()
+	return printTasks(st.Stdout, plain, true)
 }
 
 func cmdQueueSchedules(st *State, args []string) error {

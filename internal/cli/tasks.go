@@ -53,11 +53,24 @@ func cmdTasks(st *State, args []string) error {
 		fmt.Fprintln(st.Stdout, "no tasks yet; try 'keepup demo'")
 		return nil
 	}
-	tw := tabwriter.NewWriter(st.Stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tPLAN\tPROMPT")
+	return printTasks(st.Stdout, ts, false)
+}
+
+// printTasks prints tasks as a table, with their queue priority when prio is set.
+func printTasks(w io.Writer, ts []task.Task, prio bool) error {
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	head := "ID\tSTATUS\tCREATED\tPLAN\tPROMPT"
+	if prio {
+		head = "ID\tSTATUS\tPRIO\tCREATED\tPLAN\tPROMPT"
+	}
+	fmt.Fprintln(tw, head)
 	for _, t := range ts {
 		done, total := t.Plan.Counts()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", t.ID, t.Status, t.CreatedAt.Local().Format(time.DateTime), done, total, short(t.Prompt, 60))
+		p := ""
+		if prio {
+			p = fmt.Sprintf("%d\t", t.Priority)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%d/%d\t%s\n", t.ID, t.Status, p, t.CreatedAt.Local().Format(time.DateTime), done, total, short(t.Prompt, 60))
 	}
 	return tw.Flush()
 }

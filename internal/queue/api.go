@@ -51,15 +51,9 @@ type Schedule struct {
 	CreatedAt time.Time   `json:"created_at"`
 }
 
-// Steer is one steering message as stored.
-type Steer struct {
-	ID        int64     `json:"id"`
-	Task      string    `json:"task"`
-	Message   string    `json:"message"`
-	CreatedAt time.Time `json:"created_at"`
-	// Delivered is when the runner handed it to the model (zero: not yet).
-	Delivered time.Time `json:"delivered,omitzero"`
-}
+// Steer is one steering message as stored; Delivered is when the runner handed it to the
+// model (zero: not yet).
+type Steer = store.Steer
 
 // Limits of the API's inputs.
 const (

@@ -197,7 +197,7 @@ func (q *Queue) Steer(ctx context.Context, id, message string) (*Steer, error) {
 		return nil, err
 	}
 	s := b.Steers[0]
-	return &Steer{ID: s.ID, Task: id, Message: s.Message, CreatedAt: s.CreatedAt}, nil
+	return &s, nil
 }
 
 // Pause asks a running task to stop at its next turn boundary.
