@@ -150,7 +150,7 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 			if ent.linked {
 				if linked >= maxLinked {
 					pl.close()
-					return nil, fmt.Errorf("%s: %w: more than %d hard-linked files; grant a smaller folder", host, ErrTooLarge, maxLinked)
+					return nil, fmt.Errorf("%s: %w: more than %d hard-linked files; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, maxLinked)
 				}
 				// A hard link into the grant may name a file outside it (or in a read-only
 				// grant): writing through it would reach that file. Read-only, as the file
@@ -164,7 +164,7 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 			if ent.dir {
 				if d.depth+1 >= walkDepth {
 					pl.close()
-					return nil, fmt.Errorf("%s: %w: folders nested deeper than %d; grant a smaller folder", host, ErrTooLarge, walkDepth)
+					return nil, fmt.Errorf("%s: %w: folders nested deeper than %d; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, walkDepth)
 				}
 				queue = append(queue, dir{path.Join(d.rel, ent.name), d.depth + 1})
 			}
@@ -191,7 +191,7 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 	}
 	if len(queue) > 0 || budget <= 0 { // budget 0: the last listing may have been cut short
 		pl.close()
-		return nil, fmt.Errorf("%s: %w: more than %d files and folders; grant a smaller folder", host, ErrTooLarge, walkEntries)
+		return nil, fmt.Errorf("%s: %w: more than %d files and folders; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, walkEntries)
 	}
 	// Pins of every folder that holds a guard (shallowest first), so none can be renamed
 	// aside; then the guards, shallowest first so a deeper mount is never hidden by a later
