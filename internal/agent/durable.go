@@ -73,14 +73,13 @@ type runState struct {
 	WorkBudget bool `json:"work_budget,omitempty"`
 	WorkTokens bool `json:"work_tokens,omitempty"`
 
-	FilesRead    []string            `json:"files_read,omitempty"`
-	FilesWritten []string            `json:"files_written,omitempty"`
-	Decisions    []string            `json:"decisions,omitempty"`
-	Questions    []string            `json:"questions,omitempty"`
-	ApprovedFor  []policy.Effect     `json:"approved_for,omitempty"`
-	ErrStreak    int                 `json:"err_streak,omitempty"`
-	InDoubt      []string            `json:"in_doubt,omitempty"` // keys of calls whose outcome is unknown
-	Children     map[string][]string `json:"children,omitempty"` // spawn call id -> child task ids
+	FilesRead    []string        `json:"files_read,omitempty"`
+	FilesWritten []string        `json:"files_written,omitempty"`
+	Decisions    []string        `json:"decisions,omitempty"`
+	Questions    []string        `json:"questions,omitempty"`
+	ApprovedFor  []policy.Effect `json:"approved_for,omitempty"`
+	ErrStreak    int             `json:"err_streak,omitempty"`
+	InDoubt      []string        `json:"in_doubt,omitempty"` // keys of calls whose outcome is unknown
 }
 
 // doubtKey identifies a state-changing call for the in-doubt rule: the same tool with the same
@@ -97,7 +96,7 @@ func (r *Runner) checkpoint(b *store.Batch) {
 		Datamark: r.datamark, Phase: r.phase, WorkErr: r.workErr, WorkBudget: r.workBudget, WorkTokens: r.workTokens,
 		FilesRead: sortedKeys(r.filesRead), FilesWritten: sortedKeys(r.filesWritten),
 		Decisions: r.decisions, Questions: r.questions, ErrStreak: r.errStreak,
-		InDoubt: sortedKeys(r.inDoubt), Children: r.children,
+		InDoubt: sortedKeys(r.inDoubt),
 	}
 	for e, ok := range r.approvedForTask {
 		if ok {
@@ -170,7 +169,7 @@ func (r *Runner) restore(ctx context.Context) (bool, error) {
 	r.recovering = len(s.Pending) > 0
 	r.datamark, r.phase, r.workErr, r.errStreak = s.Datamark, s.Phase, s.WorkErr, s.ErrStreak
 	r.workBudget, r.workTokens = s.WorkBudget, s.WorkTokens
-	r.decisions, r.questions, r.children = s.Decisions, s.Questions, s.Children
+	r.decisions, r.questions = s.Decisions, s.Questions
 	for _, f := range s.FilesRead {
 		r.filesRead[f] = true
 	}
@@ -182,9 +181,6 @@ func (r *Runner) restore(ctx context.Context) (bool, error) {
 	}
 	for _, e := range s.ApprovedFor {
 		r.approvedForTask[e] = true
-	}
-	if r.children == nil {
-		r.children = map[string][]string{}
 	}
 	log, err := r.dur.Log(ctx, r.t.ID, 0)
 	if err != nil {

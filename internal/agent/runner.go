@@ -49,7 +49,6 @@ type Runner struct {
 	workBudget bool // workErr was a budget
 	workTokens bool // the token budget
 	inDoubt    map[string]bool
-	children   map[string][]string
 	slice      int // work turns run by this Run
 	suspended  Suspension
 
@@ -77,7 +76,6 @@ func New(cfg Config) (*Runner, error) {
 		filesWritten:    map[string]bool{},
 		approvedForTask: map[policy.Effect]bool{},
 		inDoubt:         map[string]bool{},
-		children:        map[string][]string{},
 	}
 	r.dur, _ = cfg.Store.(store.Durable)
 	gcfg := guard.DefaultConfig()

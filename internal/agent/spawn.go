@@ -194,11 +194,6 @@ func (r *Runner) showChildren(ctx context.Context, callID string, children []*ta
 		return nil
 	}
 	r.addEvent(b, event.PlanUpdated, map[string]any{"items": r.t.Plan})
-	if r.children[callID] == nil {
-		for _, c := range children {
-			r.children[callID] = append(r.children[callID], c.ID)
-		}
-	}
 	return r.commit(ctx, b)
 }
 

@@ -383,6 +383,12 @@ func (rt *daemonRuntime) closeAll() {
 }
 
 func (ss *sharedSession) close() {
+	ss.closeSandbox()
+	ss.eg.Close()
+}
+
+// closeSandbox closes the sandbox, if it started, and keeps it from starting again.
+func (ss *sharedSession) closeSandbox() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.closed = true
@@ -390,7 +396,6 @@ func (ss *sharedSession) close() {
 		_ = ss.sb.Close()
 		ss.sb = nil
 	}
-	ss.eg.Close()
 }
 
 // lazySandbox starts the session's sandbox on its first command: most tasks never run one, and

@@ -93,14 +93,7 @@ func (s *localSpawner) run(ctx context.Context, c *task.Task) agent.ChildResult 
 		spec := sandboxSpec(sess)
 		spec.Network = s.eg.network()
 		ss := &sharedSession{eg: s.eg, spec: spec, backend: s.backend}
-		defer func() {
-			ss.mu.Lock()
-			if ss.sb != nil {
-				ss.sb.Close()
-			}
-			ss.closed = true
-			ss.mu.Unlock()
-		}()
+		defer ss.closeSandbox() // the proxy is the parent's
 		cfg.Session, cfg.Sandbox = sess, lazySandbox{ss}
 	}
 	r, err := agent.New(cfg)

@@ -108,7 +108,6 @@ type Decision struct {
 type TaskView struct {
 	task.Task
 	Children []string `json:"children,omitempty"`
-	Priority int      `json:"priority"`
 }
 
 // ApprovalView is a pending or resolved approval.

@@ -240,11 +240,7 @@ func (q *Queue) enqueue(ctx context.Context, tx any, jobs []store.Job) error {
 		if j.Kind != jobKind || !ok {
 			return fmt.Errorf("queue: unknown job kind %q", j.Kind)
 		}
-		opts := &river.InsertOpts{Priority: clampPriority(j.Priority)}
-		if !j.At.IsZero() {
-			opts.ScheduledAt = j.At
-		}
-		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
+		params = append(params, river.InsertManyParams{Args: args, InsertOpts: &river.InsertOpts{Priority: clampPriority(j.Priority)}})
 	}
 	_, err := q.river.InsertManyTx(ctx, stx, params)
 	return err

@@ -103,7 +103,7 @@ func (q *Queue) newTask(ctx context.Context, req TaskRequest, id string) (*task.
 }
 
 func (q *Queue) view(ctx context.Context, t *task.Task) (*TaskView, error) {
-	v := &TaskView{Task: *t, Priority: t.Priority}
+	v := &TaskView{Task: *t}
 	for _, it := range t.Plan {
 		if it.Owner != "" && it.Owner == it.ID {
 			v.Children = append(v.Children, it.ID)

@@ -153,10 +153,6 @@ type Job struct {
 	Kind     string
 	Args     any
 	Priority int
-	// At schedules the job; zero: now.
-	At time.Time
-	// Unique, when set, makes the job unique by kind and args among jobs not yet finished.
-	Unique bool
 }
 
 // Enqueuer inserts jobs inside a store transaction (tx is the driver's transaction, e.g.

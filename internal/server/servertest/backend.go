@@ -125,9 +125,8 @@ func (b *Backend) Submit(ctx context.Context, req queue.TaskRequest) (*queue.Tas
 		Task: task.Task{
 			ID: fmt.Sprintf("t-%04d", b.n), Session: fmt.Sprintf("s-%04d", b.n), Prompt: req.Prompt,
 			Status: task.Queued, Model: req.Model, Approvals: req.Approvals, Outputs: "/outputs",
-			CreatedAt: now, UpdatedAt: now,
+			CreatedAt: now, UpdatedAt: now, Options: task.Options{Priority: req.Priority},
 		},
-		Priority: req.Priority,
 	}
 	if tv.Priority == 0 {
 		tv.Priority = queue.DefaultPriority
