@@ -960,3 +960,46 @@ func TestServertestOnlyInTests(t *testing.T) {
 		t.Fatalf("walked %d files: %v", n, err)
 	}
 }
+
+// TestOpenAPITaskSchema: the Task schema names every field a task has on the wire (it forbids
+// any other), so the document does not drift from queue.TaskView.
+func TestOpenAPITaskSchema(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+				Required   []string       `json:"required"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schema := doc.Components.Schemas["Task"]
+	now := time.Now()
+	full := queue.TaskView{Task: task.Task{ID: "t", Session: "s", Parent: "p", Prompt: "x", Status: task.Running, Plan: task.Plan{{ID: "1", Title: "a", Status: task.Pending}},
+		Summary: "s", Error: "e", Model: "m", Approvals: "ask", Grants: []task.Grant{{Name: "w", Path: "/w", Mode: "rw"}}, Outputs: "/o", Turns: 1,
+		CreatedAt: now, UpdatedAt: now, Options: task.Options{Priority: 1, MaxTurns: 2, Depth: 1, Tools: []string{"read_file"}, Call: "c", Title: "t",
+			Held: true, Schedule: "s-1", Slot: now}}, Children: []string{"t.1"}}
+	raw, _ := json.Marshal(full)
+	var wire map[string]any
+	json.Unmarshal(raw, &wire)
+	for k := range wire {
+		if _, ok := schema.Properties[k]; !ok {
+			t.Errorf("a task's field %q is not in the Task schema", k)
+		}
+	}
+	raw, _ = json.Marshal(queue.TaskView{Task: task.Task{ID: "t", Status: task.Queued}})
+	var bare map[string]any
+	json.Unmarshal(raw, &bare)
+	for _, k := range schema.Required {
+		if _, ok := bare[k]; !ok {
+			t.Errorf("the Task schema requires %q, which a task without it omits", k)
+		}
+	}
+}
