@@ -934,42 +934,60 @@ func TestSessionLimit(t *testing.T) {
 	}
 }
 
-// TestGroupedCommits: submissions made at the same moment share commits, every one is stored
-// once, and a batch that fails fails alone.
+// TestGroupedCommits: submissions made at the same moment share one commit, each is stored
+// once, and a batch that fails the shared commit fails alone while the others are stored.
 func TestGroupedCommits(t *testing.T) {
 	b := setup(t, func(c *Config) { c.MaxRunning = 2 })
 	spec := b.writeScript(t, "w", writes(1, 0))
-	var wg sync.WaitGroup
-	ids := make(chan string, 40)
-	for range 40 {
-		wg.Go(func() {
-			v, err := b.q.Submit(t.Context(), TaskRequest{Prompt: "grouped", Grants: []string{b.dir}, Model: spec})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			ids <- v.ID
-		})
-	}
-	// A batch the store refuses (an event of a task that does not exist), sent among them.
-	bad := make(chan error, 1)
-	wg.Go(func() {
-		bad <- b.q.commitGrouped(t.Context(), &store.Batch{Events: []event.Event{{Task: "t-missing", Type: "x", Time: time.Now()}}})
-	})
-	wg.Wait()
-	close(ids)
-	if err := <-bad; !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("the bad batch: %v, want ErrNotFound", err)
-	}
-	n := 0
-	for id := range ids {
-		n++
-		b.waitStatus(t, id, task.Completed)
-		if c := len(ofType(b.events(t, id), event.TaskCreated)); c != 1 {
-			t.Errorf("%s: %d task.created events", id, c)
+	for _, withBad := range []bool{false, true} {
+		// Hold the group open, as a commit in progress would, until every batch is queued.
+		b.q.groupMu.Lock()
+		b.q.grouping = true
+		b.q.groupMu.Unlock()
+		var wg sync.WaitGroup
+		ids := make(chan string, 10)
+		for range 10 {
+			wg.Go(func() {
+				v, err := b.q.Submit(t.Context(), TaskRequest{Prompt: "grouped", Grants: []string{b.dir}, Model: spec})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- v.ID
+			})
 		}
-	}
-	if n != 40 {
-		t.Fatalf("%d of 40 submissions succeeded", n)
+		want := 10
+		bad := make(chan error, 1)
+		if withBad {
+			want++
+			// A batch the store refuses: an event of a task that does not exist.
+			wg.Go(func() {
+				bad <- b.q.commitGrouped(t.Context(), &store.Batch{Events: []event.Event{{Task: "t-missing", Type: "x", Time: time.Now()}}})
+			})
+		}
+		waitFor(t, 10*time.Second, "the batches to queue up", func() bool {
+			b.q.groupMu.Lock()
+			defer b.q.groupMu.Unlock()
+			return len(b.q.groupQ) == want
+		})
+		b.q.runGroups(t.Context())
+		wg.Wait()
+		close(ids)
+		if withBad {
+			if err := <-bad; !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("the bad batch: %v, want ErrNotFound", err)
+			}
+		}
+		n := 0
+		for id := range ids {
+			n++
+			b.waitStatus(t, id, task.Completed)
+			if c := len(ofType(b.events(t, id), event.TaskCreated)); c != 1 {
+				t.Errorf("%s: %d task.created events", id, c)
+			}
+		}
+		if n != 10 {
+			t.Fatalf("bad batch %v: %d of 10 submissions succeeded", withBad, n)
+		}
 	}
 }
