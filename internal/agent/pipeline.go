@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/keepup/keepup/internal/event"
 	"github.com/keepup/keepup/internal/guard"
@@ -563,16 +562,7 @@ func provenanceText(l guard.Label) string {
 }
 
 // clip shortens s to at most n bytes on a rune boundary, marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("… [%d more bytes]", len(s)-cut)
-}
+func clip(s string, n int) string { return tool.Clip(s, n) }
 
 // egressOf describes what a call would send out, for the guard: a web fetch's URL, a command
 // line's destinations (network: the sandbox reaches allowed hosts through the proxy).

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/keepup/keepup/internal/model"
 	"github.com/keepup/keepup/internal/policy"
@@ -132,10 +133,10 @@ func childResults(results []ChildResult) *Result {
 		}
 		fmt.Fprintf(&sb, "## %s (%s): %s\n", c.Title, c.Task, c.Status)
 		if c.Error != "" {
-			fmt.Fprintf(&sb, "Error: %s\n", clipText(c.Error, 500))
+			fmt.Fprintf(&sb, "Error: %s\n", Clip(c.Error, 500))
 		}
 		if c.Summary != "" {
-			sb.WriteString(clipText(c.Summary, MaxChildSummaryBytes))
+			sb.WriteString(Clip(c.Summary, MaxChildSummaryBytes))
 			sb.WriteString("\n")
 		}
 		if len(c.Files) > 0 {
@@ -157,12 +158,13 @@ func childResults(results []ChildResult) *Result {
 	return res
 }
 
-func clipText(s string, n int) string {
+// Clip shortens s to at most n bytes on a rune boundary, marking the cut.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	cut := n
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + fmt.Sprintf("… [%d more bytes]", len(s)-cut)
