@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -119,7 +120,7 @@ func (c *Config) validate() error {
 		c.Now = time.Now
 	}
 	if c.ID == "" {
-		c.ID = fmt.Sprintf("keepup-%d", osGetpid())
+		c.ID = fmt.Sprintf("keepup-%d", os.Getpid())
 	}
 	c.Limits = c.Limits.WithDefaults()
 	return nil

@@ -20,7 +20,6 @@ import (
 	"github.com/keepup/keepup/internal/task"
 )
 
-func osGetpid() int { return os.Getpid() }
 
 // NewTaskID returns a short random task id such as "t-k3v9q2xw".
 func NewTaskID() string {
