@@ -20,7 +20,6 @@ import (
 	"github.com/keepup/keepup/internal/task"
 )
 
-
 // NewTaskID returns a short random task id such as "t-k3v9q2xw".
 func NewTaskID() string {
 	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
