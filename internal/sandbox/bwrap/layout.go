@@ -178,7 +178,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 	// System: /usr read-only, /bin and friends as on the host.
 	a("--ro-bind", "/usr", "/usr")
 	a(systemLinks()...)
-	for _, e := range etcFiles {
+	for _, e := range slices.Concat(etcFiles, javaEtc()) {
 		if _, err := os.Stat("/etc/" + e); err == nil {
 			a("--ro-bind", "/etc/"+e, "/etc/"+e)
 		}
@@ -210,6 +210,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 			return l, fmt.Errorf("bwrap: CA bundle: %w", err)
 		}
 		a("--ro-bind", bundle, CABundle)
+		a("--ro-bind", filepath.Join(stateDir, javaTrustStoreFile), JavaTrustStore)
 		// Shown at the system bundle's own path too, for the tools that read only that; only
 		// where /etc shows it (a bound folder of etcFiles) and it is a plain file.
 		if system != "" && strings.HasPrefix(system, "/etc/") {

@@ -26,6 +26,7 @@ const (
 	ProxyAddr = "127.0.0.1:3128"
 	// CABundle is the trust store commands are pointed at: the host's system bundle and the
 	// proxy's CA. Where the host's bundle is a plain file at a usual path, it is shown there too.
+	// Java reads the same certificates from JavaTrustStore.
 	CABundle = "/.keepup/ca-bundle.pem"
 )
 
@@ -42,8 +43,9 @@ var systemBundles = []string{
 }
 
 // proxyEnv is what commands see of the proxy: the variables curl, wget, Python, Go, git, pip
-// and npm read, both cases, and Java's system properties. NO_PROXY is empty: even loopback
-// goes through the proxy, which refuses it unless a rule allows it.
+// and npm read, both cases, and Java's system properties, which also name JavaTrustStore.
+// NO_PROXY is empty: even loopback goes through the proxy, which refuses it unless a rule
+// allows it.
 func proxyEnv(n *sandbox.Network) map[string]string {
 	u := url.URL{Scheme: "http", Host: ProxyAddr, User: url.UserPassword("keepup", n.ProxyToken)}
 	if n.ProxyToken == "" {
@@ -70,12 +72,14 @@ func proxyEnv(n *sandbox.Network) map[string]string {
 			"-Dhttps.proxyUser=keepup", "-Dhttps.proxyPassword="+n.ProxyToken,
 			"-Djdk.http.auth.tunneling.disabledSchemes=", "-Djdk.http.auth.proxying.disabledSchemes=")
 	}
+	java = append(java, javaTrustOptions...)
 	env["JAVA_TOOL_OPTIONS"] = strings.Join(java, " ")
 	return env
 }
 
-// writeCABundle writes the session's trust store into the state folder and returns its path
-// and the system bundle it extends ("" when none was found, or it is not a plain file).
+// writeCABundle writes the session's trust stores into the state folder: the PEM bundle,
+// whose path it returns with the system bundle it extends ("" when none was found, or it is
+// not a plain file), and the same certificates for Java (javaTrustStoreFile).
 func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error) {
 	var b []byte
 	for _, p := range systemBundles {
@@ -92,6 +96,9 @@ func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error
 			system = p
 		}
 		break
+	}
+	if err := writeJavaTrustStore(filepath.Join(stateDir, javaTrustStoreFile), b, ca); err != nil {
+		return "", "", err
 	}
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		b = append(b, '\n')

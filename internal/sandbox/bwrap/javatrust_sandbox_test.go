@@ -1,0 +1,113 @@
+package bwrap_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/bwrap"
+)
+
+// fetchJava fetches args[0] through the proxy of the JDK's system properties and prints the
+// body; a TLS failure is printed and exits 3. The JDK ignores http(s).proxyUser, so, like Maven
+// and Gradle, it answers the proxy's 407 from them.
+const fetchJava = `import java.net.*;
+
+public class Fetch {
+    public static void main(String[] args) throws Exception {
+        String user = System.getProperty("https.proxyUser"), pass = System.getProperty("https.proxyPassword");
+        if (user != null) {
+            Authenticator.setDefault(new Authenticator() {
+                protected PasswordAuthentication getPasswordAuthentication() {
+                    return getRequestorType() == RequestorType.PROXY ? new PasswordAuthentication(user, pass.toCharArray()) : null;
+                }
+            });
+        }
+        HttpURLConnection c = (HttpURLConnection) URI.create(args[0]).toURL().openConnection();
+        c.setConnectTimeout(20000);
+        c.setReadTimeout(20000);
+        try {
+            System.out.print(new String(c.getInputStream().readAllBytes(), "UTF-8"));
+        } catch (javax.net.ssl.SSLException e) {
+            System.out.println("TLS ERROR: " + e);
+            System.exit(3);
+        }
+    }
+}
+`
+
+// jdks are the JDKs on this machine that can run a source file: java on PATH and each one
+// under /usr/lib/jvm, once each.
+func jdks() []string {
+	var out []string
+	seen := map[string]bool{}
+	cands, _ := filepath.Glob("/usr/lib/jvm/*/bin/java")
+	if p, err := exec.LookPath("java"); err == nil {
+		cands = append([]string{p}, cands...)
+	}
+	for _, c := range cands {
+		real, err := filepath.EvalSymlinks(c)
+		if err != nil || seen[real] {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(real), "javac")); err != nil {
+			continue // a JRE: no source launcher
+		}
+		seen[real] = true
+		out = append(out, c)
+	}
+	return out
+}
+
+// TestJavaTrustsTheSessionCA: real Java in a real sandbox fetches https://secure.test/, which
+// the session's proxy terminates with its CA, through the proxy; it trusts that CA only
+// through the trust store JAVA_TOOL_OPTIONS names: without those options the same fetch fails
+// certificate validation.
+func TestJavaTrustsTheSessionCA(t *testing.T) {
+	javas := jdks()
+	if len(javas) == 0 {
+		t.Skip("no JDK (java with javac beside it) on PATH or under /usr/lib/jvm: install one (apt-get install openjdk-17-jdk-headless) to run Java against the session's proxy")
+	}
+	t.Parallel()
+	f := newNetFixture(t)
+	for _, java := range javas {
+		t.Run(java, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			tb.spec.Network = f.network(false)
+			if err := os.WriteFile(filepath.Join(tb.rw, "Fetch.java"), []byte(fetchJava), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s := tb.start(t)
+			fetch := func(script string) runResult {
+				return run(t, s, sandbox.Command{Args: []string{"sh", "-c", script, "sh", java, "https://secure.test/"},
+					Dir: tb.rwDest(), Timeout: 2 * time.Minute})
+			}
+
+			if r := fetch(`exec "$1" Fetch.java "$2"`); r.ExitCode != 0 || r.stdout != "secure hello\n" {
+				t.Errorf("java with the session's options: exit %d, %q\n%s", r.ExitCode, r.stdout, r.stderr)
+			}
+			// The same fetch with every option but the trust store's.
+			r := fetch(`JAVA_TOOL_OPTIONS=$(printf %s "$JAVA_TOOL_OPTIONS" | sed 's/ *-Djavax\.net\.ssl\.[^ ]*//g')
+case "$JAVA_TOOL_OPTIONS" in *trustStore*|"") echo "options not stripped: $JAVA_TOOL_OPTIONS"; exit 9;; esac
+export JAVA_TOOL_OPTIONS; exec "$1" Fetch.java "$2"`)
+			if r.ExitCode != 3 || !strings.Contains(r.stdout, "unable to find valid certification path") {
+				t.Errorf("java without the trust store: exit %d, want 3 and a certificate error; %q\n%s", r.ExitCode, r.stdout, r.stderr)
+			}
+		})
+	}
+	t.Run("read-only", func(t *testing.T) {
+		t.Parallel()
+		tb := setup(t)
+		tb.spec.Network = f.network(false)
+		s := tb.start(t)
+		r := sh(t, s, "test -s "+bwrap.JavaTrustStore+" && ! (: >>"+bwrap.JavaTrustStore+") 2>/dev/null && echo OK")
+		if strings.TrimSpace(r.stdout) != "OK" {
+			t.Errorf("%s is missing, empty or writable inside: %q %s", bwrap.JavaTrustStore, r.stdout, r.stderr)
+		}
+	})
+}
