@@ -149,15 +149,27 @@ func New(cfg Config) (*Backend, error) {
 			b.cgWhy += "; " + why
 		}
 	}
-	var cgroupDirs []string
+	parents := b.cgroupParents()
+	cleanStale(cfg.StateDir, b.reg, parents)
+	sweepCgroups(parents)
+	return b, nil
+}
+
+// cgroupParents lists the folders sessions' cgroups are made in: none when no cgroup is used.
+func (b *Backend) cgroupParents() []string {
+	var dirs []string
 	if b.cg != nil {
-		cgroupDirs = append(cgroupDirs, b.cg.dir)
+		dirs = append(dirs, b.cg.dir)
 	}
 	if b.v1 != nil {
-		cgroupDirs = append(cgroupDirs, b.v1.pids, b.v1.memory)
+		// Either may be "" (not usable): a relative path would name a folder in keepup's own.
+		for _, d := range []string{b.v1.pids, b.v1.memory} {
+			if d != "" {
+				dirs = append(dirs, d)
+			}
+		}
 	}
-	cleanStale(cfg.StateDir, b.reg, cgroupDirs)
-	return b, nil
+	return dirs
 }
 
 // registryDir is the placeholder registry's folder in Config.StateDir.

@@ -2,6 +2,7 @@ package bwrap_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -856,8 +857,9 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	grant := os.Getenv("BWRAP_TEST_CRASH_GRANT")
-	s, err := b.Start(context.Background(), sandbox.Spec{SessionID: "crash", Mounts: []sandbox.Mount{
-		{Host: grant, Dest: "/sessions/crash/mnt/g", RW: true, Protect: protect},
+	id := cmp.Or(os.Getenv("BWRAP_TEST_CRASH_ID"), "crash")
+	s, err := b.Start(context.Background(), sandbox.Spec{SessionID: id, Mounts: []sandbox.Mount{
+		{Host: grant, Dest: "/sessions/" + id + "/mnt/g", RW: true, Protect: protect},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -865,6 +867,158 @@ func TestCrashChild(t *testing.T) {
 	go s.Run(context.Background(), sandbox.Command{Args: []string{"sleep", os.Getenv("BWRAP_TEST_CRASH_SLEEP")}})
 	os.Stdout.WriteString("ready\n")
 	select {}
+}
+
+// TestOrphanedCgroupsAreSwept: keepup is killed and its state folder deleted after it (as a
+// test's temporary folder is), so no later New can tell its sessions by their folders. A later
+// New removes their cgroups all the same once they are old enough, and leaves young ones and
+// those a live session is in.
+func TestOrphanedCgroupsAreSwept(t *testing.T) {
+	if os.Getenv("BWRAP_TEST_CRASH_STATE") != "" {
+		return // the child's half runs in TestCrashChild
+	}
+	t.Parallel()
+	tb := setup(t)
+	parents := bwrap.CgroupParents(tb.backend)
+	if len(parents) == 0 {
+		t.Skip("no cgroup is used here: " + tb.backend.Limiter())
+	}
+	state, grant := t.TempDir(), t.TempDir()
+	n := uniqueSleep()
+	id := "orphan-" + n
+	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	child.Env = append(os.Environ(), "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant,
+		"BWRAP_TEST_CRASH_SLEEP="+n, "BWRAP_TEST_CRASH_ID="+id)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child: %q, %v", buf, err)
+	}
+	waitHostProcs(t, 1, "sleep", n)
+	child.Process.Kill()
+	child.Wait()
+	noHostProcs(t, "sleep", n)
+
+	// The dead session's cgroups are named after its folder; then the folder goes.
+	var orphans []string
+	for _, name := range stateEntries(state) {
+		if !strings.HasPrefix(name, id+"-") {
+			continue
+		}
+		for _, p := range parents {
+			if dir := filepath.Join(p, "keepup-"+name); exists(dir) {
+				orphans = append(orphans, dir)
+			}
+		}
+	}
+	if len(orphans) == 0 {
+		t.Fatalf("the killed keepup's session has no cgroup in %v (state folder: %v)", parents, stateEntries(state))
+	}
+	t.Cleanup(func() {
+		for _, d := range orphans {
+			syscall.Rmdir(d)
+		}
+	})
+	// What was in them dies with the keepup, not at once.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, d := range orphans {
+		for {
+			procs, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err == nil && len(procs) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s after its keepup was killed: %q, %v", d, procs, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	live := tb.start(t)
+	liveDirs := bwrap.SessionCgroups(live)
+	if len(liveDirs) == 0 {
+		t.Fatal("a live session without cgroups")
+	}
+
+	newBackend := func() {
+		t.Helper()
+		if _, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Young: they may be a session's that is being started.
+	newBackend()
+	for _, d := range orphans {
+		if !exists(d) {
+			t.Errorf("%s removed though made less than a minute ago", d)
+		}
+	}
+	// Old: the orphans go; the live session's stay, and it goes on working.
+	old := time.Now().Add(-2 * time.Minute)
+	for _, d := range append(orphans, liveDirs...) {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newBackend()
+	for _, d := range orphans {
+		if exists(d) {
+			t.Errorf("orphaned cgroup %s left behind", d)
+		}
+	}
+	for _, d := range liveDirs {
+		if !exists(d) {
+			t.Errorf("a live session's cgroup %s was removed", d)
+		}
+	}
+	if got := mustSh(t, live, "echo ok"); got != "ok\n" {
+		t.Errorf("the live session after the sweep: %q", got)
+	}
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range liveDirs {
+		if exists(d) {
+			t.Errorf("%s left after its session closed", d)
+		}
+	}
+}
+
+// TestSessionCgroupNames: the sweep only ever takes cgroups named as sessions' are.
+func TestSessionCgroupNames(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		"keepup-brave-loving-maxwell-2614293455": true,
+		"keepup-test-12-7":                       true,
+		"keepup-crash-1":                         true,
+		"keepup-daemon":                          false,
+		"keepup-daemon.service":                  false,
+		"keepup-x-":                              false,
+		"keepup--123":                            false,
+		"keepup-123":                             false,
+		"other-brave-loving-maxwell-2614293455":  false,
+		"system.slice":                           false,
+	} {
+		if got := bwrap.IsSessionCgroup(name); got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // TestConcurrentSessionsShareGuards: a second session on a folder finds the first one's

@@ -340,6 +340,56 @@ func (c *v1Cgroup) destroy() error {
 	return errors.Join(errs...)
 }
 
+// orphanAge is how old an empty session cgroup must be before sweepCgroups takes it for a dead
+// session's. A live session's cgroup holds its sandbox from the first moments of its start (a
+// cgroup v2 one from bwrap's start, a v1 one from the join a few milliseconds after), so one
+// that is empty this long after it was made belongs to a keepup that died. It is staleAge's
+// default, but unlike staleAge tests never lower it: the parents are shared by every keepup on
+// the machine, and a lowered age would take the cgroups of sessions other keepups are starting.
+const orphanAge = time.Minute
+
+// sweepCgroups removes from each parent the session cgroups (keepup-NAME, NAME a session
+// folder's name) that are empty and older than orphanAge. They are those of keepups that were
+// killed and whose state folder is gone too (a test's temporary folder, say), which
+// cleanStale finds dead sessions' cgroups by; nothing else would ever remove them. A cgroup
+// some process is in is never touched (and could not be removed: rmdir fails with EBUSY), so
+// the live sessions of other keepups sharing a parent are safe; an empty one removed under a
+// keepup that still means to use it is harmless (its destroy takes a missing cgroup for
+// removed). Best effort: what cannot be removed now is tried again by the next New.
+func sweepCgroups(parents []string) {
+	for _, parent := range parents {
+		ents, err := os.ReadDir(parent)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if !e.IsDir() || !isSessionCgroup(e.Name()) {
+				continue
+			}
+			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < orphanAge {
+				continue
+			}
+			dir := filepath.Join(parent, e.Name())
+			procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			if err != nil || len(strings.TrimSpace(string(procs))) > 0 {
+				continue
+			}
+			_ = unix.Rmdir(dir)
+		}
+	}
+}
+
+// isSessionCgroup reports whether name is that of a session's cgroup: "keepup-" and the name
+// of a session folder (os.MkdirTemp's: the session id, '-', decimal digits).
+func isSessionCgroup(name string) bool {
+	rest, ok := strings.CutPrefix(name, "keepup-")
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i <= 0 || i == len(rest)-1 {
+		return false
+	}
+	return strings.Trim(rest[i+1:], "0123456789") == ""
+}
+
 // backoff sleeps a little longer each time (from 100µs up to 10ms) and returns the next
 // pause: a cgroup whose last processes are exiting is usually removable within a millisecond.
 func backoff(pause time.Duration) time.Duration {

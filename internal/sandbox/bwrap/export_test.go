@@ -10,6 +10,25 @@ import (
 // SetStaleAge lets tests clean up dead sessions' folders without waiting.
 func SetStaleAge(d time.Duration) { staleAge.Store(max(int64(d), 1)) }
 
+// CgroupParents lists the folders b makes sessions' cgroups in (none when it uses no cgroup).
+func CgroupParents(b *Backend) []string { return b.cgroupParents() }
+
+// SessionCgroups lists the cgroup folders of a session of this backend.
+func SessionCgroups(s sandbox.Session) []string {
+	ss := s.(*Session)
+	var dirs []string
+	if ss.cg != nil {
+		dirs = append(dirs, ss.cg.dir)
+	}
+	if ss.v1 != nil {
+		dirs = append(dirs, ss.v1.dirs...)
+	}
+	return dirs
+}
+
+// IsSessionCgroup reports whether the cgroup sweep takes a folder name for a session's.
+var IsSessionCgroup = isSessionCgroup
+
 // ProbeFile is the file in Config.StateDir that records New's checks of bwrap.
 const ProbeFile = probeFile
 
