@@ -561,6 +561,51 @@ func TestTimeoutKillsTheTree(t *testing.T) {
 	noHostProcs(t, "sleep", n)
 }
 
+// TestStoppedStubIsNotReused: a command SIGSTOPs the exec stub that runs it, as a command
+// running as the same user can: every thread of it it may signal (without Landlock's signal
+// scoping all of them; with it, the thread the stub started the command from, which shares the
+// command's Landlock domain), or everything it may signal but itself. The command still ends
+// at its timeout, or when its context ends, with everything it started; and the session's next
+// command runs, on another stub, well within its own timeout.
+func TestStoppedStubIsNotReused(t *testing.T) {
+	t.Parallel()
+	for name, stop := range map[string]string{
+		"its stub":   `for t in /proc/$PPID/task/*; do kill -STOP ${t##*/} 2>/dev/null; done`,
+		"everything": `for t in /proc/[0-9]*/task/*; do t=${t##*/}; [ "$t" = $$ ] || kill -STOP $t 2>/dev/null; done`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t).start(t)
+			if name == "everything" && s.(*bwrap.Session).LandlockABI() < 6 {
+				t.Skip("without Landlock's signal scoping a command can stop the helper too")
+			}
+			n := uniqueSleep()
+			attack := "setsid sleep " + n + " & sleep " + n + " & " + stop + "; grep State /proc/$PPID/status"
+			r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", attack}, Timeout: 2 * time.Second})
+			stopped := strings.Contains(r.stdout, "stopped")
+			t.Logf("the stub after the attack: %s", strings.TrimSpace(r.stdout))
+			if stopped && (!r.TimedOut || r.ExitCode != 137) {
+				t.Errorf("a command that stopped its stub: %+v, want timed out", r)
+			}
+			noHostProcs(t, "sleep", n)
+
+			// No timeout: ending the context kills it (not the session).
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			res, err := s.Run(ctx, sandbox.Command{Args: []string{"sh", "-c", "sleep " + n + " & " + stop + "; wait"}})
+			if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "closed") || res.ExitCode != 137 {
+				t.Errorf("a command that stopped its stub, at the end of its context: %+v, %v", res, err)
+			}
+			noHostProcs(t, "sleep", n)
+
+			r = run(t, s, sandbox.Command{Args: []string{"echo", "ok"}, Timeout: 20 * time.Second})
+			if r.TimedOut || r.ExitCode != 0 || r.stdout != "ok\n" {
+				t.Fatalf("the next command: %+v", r)
+			}
+		})
+	}
+}
+
 func TestBackgroundProcessesDieWithTheirCommand(t *testing.T) {
 	t.Parallel()
 	s := setup(t).start(t)

@@ -23,8 +23,12 @@
 //
 // The sandbox's namespaces, mounts and seccomp filter are set up outside, by package bwrap,
 // before either process starts; this package adds the per-command confinement (Landlock, on
-// the command's thread only, so commands cannot signal or trace the helper and the stub;
-// rlimits; the subreaper). It is meant to be started only by package bwrap, inside a sandbox:
+// the command's thread only, so that under its scoping commands cannot signal or trace the
+// helper and the stub; rlimits; the subreaper). Signals still reach the stub through the
+// thread it started the command from, which shares the command's domain (and on a kernel
+// without the scoping, through any thread of any stub), so a command can stop its stub: the
+// helper never hands a command to a stub that is stopped or dead, and kills a stopped stub,
+// after what its command started, at the command's timeout or kill request. It is meant to be started only by package bwrap, inside a sandbox:
 // it trusts its control socket and arguments. It must never start a command when a Landlock
 // ruleset it could build cannot be applied (a kernel without Landlock runs commands without
 // it, and says so in the reply), never hand a command any descriptor but its stdio, never let

@@ -241,7 +241,8 @@ func (st *stub) run(req stubRequest) execResult {
 	go func() {
 		// Landlock binds the calling thread only: restrict this locked thread and fork the
 		// command from it, so the command is confined while the stub's other threads are not
-		// (under Landlock's signal scoping the command cannot signal or trace the stub). The
+		// (under Landlock's signal scoping the command cannot signal or trace them; this thread,
+		// in its domain, it can, and a SIGSTOP stops the whole stub: see helper.healthy). The
 		// thread is never unlocked: it exits with this goroutine instead of being reused. It
 		// also stays alive as long as the command, which Pdeathsig requires.
 		runtime.LockOSThread()

@@ -1,6 +1,7 @@
 package inside
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -72,8 +74,10 @@ type job struct {
 	stub   *stubProc // nil until the command was handed to a stub
 	seq    uint64    // the command's number at stub
 	done   bool
-	// forced: the stub was killed outright (it did not finish after a kill request).
-	forced bool
+	// forced: the stub was killed outright (it was stopped, or did not finish after a kill
+	// request or past the command's timeout); timedOut: for the timeout.
+	forced   bool
+	timedOut bool
 }
 
 func helperMain(args []string) error {
@@ -181,23 +185,55 @@ func (h *helper) kill(id uint64) {
 	}
 }
 
-// killStub asks j's stub to kill its command's process tree, and kills the stub itself if
-// the command has not ended after stubGrace. Once j is done the stub may be running another
-// command: it is then never killed, and the request names j's command, so the stub ignores
-// it.
+// killStub asks j's stub to kill its command's process tree, and kills the stub itself (and
+// the tree) if the command has not ended after stubGrace, or at once if the stub is stopped
+// and so cannot. Once j is done the stub may be running another command: it is then never
+// killed, and the request names j's command, so the stub ignores it.
 func (h *helper) killStub(j *job) {
 	h.mu.Lock()
 	st, seq := j.stub, j.seq
 	h.mu.Unlock()
+	if !st.healthy() {
+		h.force(j, false)
+		return
+	}
 	_ = st.conn.Send(execSpec{Seq: seq, Kill: true})
-	time.AfterFunc(stubGrace, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if !j.done {
-			j.forced = true
-			_ = st.cmd.Process.Kill()
-		}
-	})
+	time.AfterFunc(stubGrace, func() { h.force(j, false) })
+}
+
+// overdue runs when j's command reaches its timeout. The stub enforces the timeout itself, but
+// a stopped stub cannot (a command running as the same user can SIGSTOP it), and the command
+// must end all the same: a stopped stub is killed at once, one that has not reported within
+// stubGrace is taken for stuck and killed then.
+func (h *helper) overdue(j *job) {
+	h.mu.Lock()
+	st, done := j.stub, j.done
+	h.mu.Unlock()
+	if done {
+		return
+	}
+	if !st.healthy() {
+		h.force(j, true)
+		return
+	}
+	time.AfterFunc(stubGrace, func() { h.force(j, true) })
+}
+
+// force kills j's stub outright, unless j is done, and with it everything its command left:
+// the stub's descendants are killed first, while the stub (the command's subreaper, even when
+// stopped) still holds them; killed after it they would be reparented out of reach.
+func (h *helper) force(j *job, timedOut bool) {
+	h.mu.Lock()
+	if j.done || j.forced {
+		h.mu.Unlock()
+		return
+	}
+	j.forced = true
+	j.timedOut = timedOut
+	st := j.stub
+	h.mu.Unlock()
+	killDescendants(st.cmd.Process.Pid)
+	_ = st.cmd.Process.Kill()
 }
 
 func (h *helper) run(id uint64, j *job, run Run, stdio []*os.File) {
@@ -249,17 +285,24 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 		h.killStub(j)
 	}
 	spare := time.AfterFunc(spareDelay, h.refill)
+	if run.TimeoutNS > 0 {
+		expire := time.AfterFunc(time.Duration(run.TimeoutNS), func() { h.overdue(j) })
+		defer expire.Stop()
+	}
 	var res execResult
 	_, rerr := st.conn.Recv(&res, nil)
 	spare.Stop()
 	h.mu.Lock()
 	j.done = true
-	killed, forced := j.killed, j.forced
+	killed, forced, timedOut := j.killed, j.forced, j.timedOut
 	h.mu.Unlock()
 
 	if rerr != nil {
 		st.conn.Close() // a stub still waiting for requests sees the end and exits
 		werr := st.cmd.Wait()
+		if forced && timedOut {
+			return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", TimedOut: true}
+		}
 		if killed {
 			// Killed before it had started the command (or hung after).
 			return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", Killed: true}
@@ -301,6 +344,88 @@ func (h *helper) startStub() (*stubProc, error) {
 	return &stubProc{cmd: cmd, conn: conn}, nil
 }
 
+// healthy reports whether the stub is alive and not stopped: a command running as the same
+// user can SIGSTOP it (without Landlock's signal scoping, or through the thread it started the
+// command from, which shares the command's Landlock domain), and a stopped stub would hold a
+// command handed to it until the command's timeout.
+func (st *stubProc) healthy() bool {
+	state, ok := procState(st.cmd.Process.Pid)
+	return ok && !strings.ContainsRune("TtZX", rune(state))
+}
+
+// procState is the state of process pid (R, S, D, T, t, Z...) from /proc/PID/stat.
+func procState(pid int) (byte, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}
+
+// killDescendants kills every process descended from pid, round after round until none is
+// left alive: a process that forks between the rounds is found by the next, and one whose
+// parent dies stays a descendant, reparented to pid (a stub is a subreaper).
+func killDescendants(pid int) {
+	for range 5000 {
+		kids := descendants(pid)
+		if len(kids) == 0 {
+			return
+		}
+		for _, k := range kids {
+			_ = syscall.Kill(k, syscall.SIGKILL)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// descendants lists the live (not zombie) processes descended from pid, from /proc (the
+// sandbox's own pid namespace, so a short list).
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	kids := map[int][]int{}
+	live := map[int]bool{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		kids[ppid] = append(kids[ppid], p)
+		live[p] = f[0] != "Z" && f[0] != "X"
+	}
+	var out []int
+	queue := kids[pid]
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if live[p] {
+			out = append(out, p)
+		}
+		queue = append(queue, kids[p]...)
+	}
+	return out
+}
+
 // stop kills a stub that is not running a command, and reaps it.
 func (st *stubProc) stop() {
 	_ = st.cmd.Process.Kill()
@@ -314,7 +439,8 @@ func (st *stubProc) finish() {
 	_ = st.cmd.Wait()
 }
 
-// takeStub returns an idle stub, or the one being started for idle, or a new one.
+// takeStub returns an idle stub, or the one being started for idle, or a new one. An idle
+// stub that is stopped or dead is retired, never handed a command.
 func (h *helper) takeStub() (*stubProc, error) {
 	for {
 		h.spareMu.Lock()
@@ -322,6 +448,10 @@ func (h *helper) takeStub() (*stubProc, error) {
 			st := h.idle[n-1]
 			h.idle = h.idle[:n-1]
 			h.spareMu.Unlock()
+			if !st.healthy() {
+				go st.stop()
+				continue
+			}
 			return st, nil
 		}
 		refilling := h.refilling
