@@ -3,6 +3,7 @@ module github.com/keepup/keepup
 go 1.26.8
 
 require (
+	github.com/andybalholm/cascadia v1.3.5
 	github.com/anthropics/anthropic-sdk-go/v2 v2.15.0
 	github.com/landlock-lsm/go-landlock v0.11.2
 	github.com/ledongthuc/pdf v0.0.0-20260907135840-6c8c28e0e8a0

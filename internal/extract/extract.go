@@ -6,11 +6,14 @@
 // headers, footers, notes and comments; .pdf as the text of each page.
 //
 // Text that a reader of the rendered document would not see — a .docx run with w:vanish,
-// a one-point or white-on-white run, an HTML element hidden by an attribute or inline
-// style, an HTML comment, PDF text drawn invisibly, in white or in a tiny font — is not
-// blended into the visible text: it is emitted as "[hidden text: ...]" so that the model
-// (and whoever reviews its actions) can tell it apart. This is the Cowork incident: a
-// .docx whose one-point white text told the agent to upload the user's files.
+// a one-point or white-on-white run, an HTML element hidden by an attribute, an inline
+// style or a rule of the document's <style> sheets, an HTML comment, PDF text drawn
+// invisibly, in white or in a tiny font — is not blended into the visible text: it is
+// emitted as "[hidden text: ...]" so that the model (and whoever reviews its actions) can
+// tell it apart. This is the Cowork incident: a .docx whose one-point white text told the
+// agent to upload the user's files. Where the package cannot tell whether text is shown
+// (a rule under @media, a selector it reads only approximately, style sheets too costly
+// to evaluate), it marks the text hidden.
 //
 // The package never executes anything in a document: no macros, no scripts, no external
 // entity resolution (encoding/xml does not resolve external entities and this package
@@ -289,10 +292,11 @@ func hiddenMarker(s string) string {
 	if len(f) == 0 {
 		return ""
 	}
-	s = strings.Join(f, " ")
-	s = strings.NewReplacer(`\`, `\\`, `[`, `\[`, `]`, `\]`).Replace(s)
+	s = markerEscaper.Replace(strings.Join(f, " "))
 	return "[hidden text: " + s + "]"
 }
+
+var markerEscaper = strings.NewReplacer(`\`, `\\`, `[`, `\[`, `]`, `\]`)
 
 func (w *writer) result() Result {
 	w.flushHidden()

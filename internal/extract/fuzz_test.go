@@ -32,6 +32,13 @@ func FuzzHTML(f *testing.F) {
 	f.Add([]byte(`<html><body><p>a <span style="color:#fff">b</span><!-- c --><input type=hidden value=d></p><table><tr><td>e</td></tr></table></body></html>`))
 	f.Add([]byte(`<style>.x{display:none}</style><div class=x>y</div><a href="u">z</a><pre> p </pre>`))
 	f.Add([]byte("<ul><li>\x00\xff</ul"))
+	f.Add([]byte(`<style>div .x, .a > span + i ~ b, p.n#x[data-x^="a" i]:not(.y):nth-child(2n+1){display:none}` +
+		`@media screen{@supports (x:y){:is(.a,.b) :where(p){color:#fff}}} .n{&.m{font:0/0 a} > i{opacity:calc(1 - 1)}}` +
+		`:root{--h:none;--c:var(--h, #fff)} .v{display:var(--h);color:var(--c)} @property --p{initial-value:none}` +
+		`.u:focus-within:hover, .w::before, <!-- .z{visibility:hidden} --> .e{clip:rect(0,0,0,0)}</style>` +
+		`<div class="a x n m v u e"><span id=x>s</span><i>i</i><b>b</b><p class="n y" id=x data-x=A>p</p></div>`))
+	f.Add([]byte(`<style>}}{{ ;; .q[ {;} "unterminated \{ :is(:where(:not( & & {{ @media{ .x{display:none` +
+		`</style><style media=print type="text/foo">*{opacity:0}</style><p class=x style="--a:var(--a);color:var(--a)">t</p>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, _ := Text("f.html", data)
 		checkResult(t, r)

@@ -2,7 +2,6 @@ package extract
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -13,39 +12,41 @@ import (
 const maxHTMLDepth = 256
 
 // htmlText returns the main text of an HTML document. Elements hidden from a reader (the
-// hidden attribute, aria-hidden="true", inline styles display:none, visibility:hidden,
-// opacity:0, font-size 0 or at most 1px, text colour equal to the background colour,
-// far-off-screen positioning; simple rules in <style> sheets matching by tag, .class or
-// #id), <input type=hidden> values and comments come out as "[hidden text: ...]".
-// Scripts, styles, templates, noscript and the head are dropped.
+// hidden attribute, aria-hidden="true"; display:none, visibility:hidden, opacity:0,
+// font-size 0 or at most 1px, transparent text or text colour equal to the background
+// colour, far-off-screen positioning, clipping or zero size, whether set inline or by
+// rules of the document's <style> sheets, see css.go and style.go), <input type=hidden>
+// values and comments come out as "[hidden text: ...]". Scripts, styles, templates,
+// noscript and the head are dropped.
 func htmlText(data []byte) Result {
 	data = bytes.ReplaceAll(data, []byte{0}, nil)
 	doc, err := html.ParseWithOptions(bytes.NewReader(data), html.ParseOptionEnableScripting(true))
-	w := newWriter()
 	if err != nil || doc == nil {
 		return plainText(data) // html.Parse fails only on reader errors; be safe anyway
 	}
-	h := &htmlWalker{w: w, sheet: collectSheet(doc)}
-	h.walk(doc, htmlCtx{color: "000000", bg: "ffffff"}, 0)
-	return w.result()
+	return walkHTML(doc, collectSheet(doc))
+}
+
+// walkHTML returns the text of doc styled by sh.
+func walkHTML(doc *html.Node, sh *sheet) Result {
+	h := &htmlWalker{w: newWriter(), sheet: sh, anc: new(ancestorFilter)}
+	base := scene{color: "000000", bg: "ffffff"}
+	h.walk(doc, htmlCtx{scenes: [2]scene{base, base}}, 0)
+	return h.w.result()
 }
 
 // htmlCtx is what a node inherits from its ancestors.
 type htmlCtx struct {
-	pre   bool
-	color string // text colour, RRGGBB
-	bg    string // background colour, RRGGBB
-	list  int    // list nesting
+	pre    bool
+	list   int      // list nesting
+	scenes [2]scene // with certain style rules only, and with every rule that may apply
 }
 
 type htmlWalker struct {
-	w     *writer
-	sheet []cssRule
-}
-
-type cssRule struct {
-	sel   []string // simple selectors: "tag", ".class", "#id", "tag.class"
-	decls map[string]string
+	w       *writer
+	sheet   *sheet
+	varSubs int             // var() substitutions so far
+	anc     *ancestorFilter // what the ancestors of the current node carry
 }
 
 func isBlock(a atom.Atom) bool {
@@ -87,319 +88,6 @@ func getAttr(n *html.Node, key string) (string, bool) {
 	return "", false
 }
 
-// style returns n's effective declarations: matching sheet rules, then the inline style.
-func (h *htmlWalker) style(n *html.Node) map[string]string {
-	decls := map[string]string{}
-	if len(h.sheet) > 0 {
-		classes := map[string]bool{}
-		if c, ok := getAttr(n, "class"); ok {
-			for _, f := range strings.Fields(c) {
-				classes[f] = true
-			}
-		}
-		id, _ := getAttr(n, "id")
-		for _, r := range h.sheet {
-			for _, sel := range r.sel {
-				if selectorMatches(sel, n.Data, id, classes) {
-					for k, v := range r.decls {
-						decls[k] = v
-					}
-					break
-				}
-			}
-		}
-	}
-	if s, ok := getAttr(n, "style"); ok {
-		for k, v := range parseDecls(s) {
-			decls[k] = v
-		}
-	}
-	return decls
-}
-
-func selectorMatches(sel, tag, id string, classes map[string]bool) bool {
-	if sel == "*" {
-		return true
-	}
-	// tag, #id, .class, tag.class, tag#id, .a.b
-	rest := sel
-	i := strings.IndexAny(rest, ".#")
-	if i < 0 {
-		return rest == tag
-	}
-	if i > 0 && rest[:i] != tag {
-		return false
-	}
-	rest = rest[i:]
-	for rest != "" {
-		kind := rest[0]
-		rest = rest[1:]
-		j := strings.IndexAny(rest, ".#")
-		if j < 0 {
-			j = len(rest)
-		}
-		name := rest[:j]
-		rest = rest[j:]
-		if name == "" {
-			return false
-		}
-		if kind == '.' && !classes[name] || kind == '#' && name != id {
-			return false
-		}
-	}
-	return true
-}
-
-func parseDecls(s string) map[string]string {
-	m := map[string]string{}
-	for _, d := range strings.Split(s, ";") {
-		k, v, ok := strings.Cut(d, ":")
-		if !ok {
-			continue
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		v = strings.ToLower(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "!important")))
-		if k != "" && len(m) < 64 {
-			m[k] = strings.TrimSpace(v)
-		}
-	}
-	return m
-}
-
-// collectSheet reads simple rules from the document's <style> elements: selector lists of
-// tag, .class and #id forms (compound selectors, combinators and at-rules are ignored).
-func collectSheet(doc *html.Node) []cssRule {
-	var rules []cssRule
-	var visit func(n *html.Node, depth int)
-	visit = func(n *html.Node, depth int) {
-		if depth > maxHTMLDepth || len(rules) > 5000 {
-			return
-		}
-		if n.Type == html.ElementNode && n.DataAtom == atom.Style {
-			var css strings.Builder
-			for c := n.FirstChild; c != nil; c = c.NextSibling {
-				if c.Type == html.TextNode {
-					css.WriteString(c.Data)
-				}
-			}
-			rules = append(rules, parseSheet(css.String())...)
-			return
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			visit(c, depth+1)
-		}
-	}
-	visit(doc, 0)
-	return rules
-}
-
-func parseSheet(css string) []cssRule {
-	// Drop comments.
-	for {
-		i := strings.Index(css, "/*")
-		if i < 0 {
-			break
-		}
-		j := strings.Index(css[i+2:], "*/")
-		if j < 0 {
-			css = css[:i]
-			break
-		}
-		css = css[:i] + " " + css[i+2+j+2:]
-	}
-	var rules []cssRule
-	for len(rules) < 5000 {
-		open := strings.IndexByte(css, '{')
-		if open < 0 {
-			break
-		}
-		close := strings.IndexByte(css[open:], '}')
-		if close < 0 {
-			break
-		}
-		selText, body := css[:open], css[open+1:open+close]
-		css = css[open+close+1:]
-		if strings.Contains(selText, "@") || strings.Contains(body, "{") {
-			continue // at-rules (@media and the like) are not followed
-		}
-		var sels []string
-		for _, s := range strings.Split(selText, ",") {
-			s = strings.ToLower(strings.TrimSpace(s))
-			if s != "" && !strings.ContainsAny(s, " >+~:[") {
-				sels = append(sels, s)
-			}
-		}
-		if len(sels) > 0 {
-			rules = append(rules, cssRule{sel: sels, decls: parseDecls(body)})
-		}
-	}
-	return rules
-}
-
-// cssPx returns a CSS length in pixels, treating em/rem as 16px; ok is false for what it
-// cannot tell (percentages, calc(), keywords).
-func cssPx(v string) (float64, bool) {
-	v = strings.TrimSpace(v)
-	units := []struct {
-		suffix string
-		px     float64
-	}{{"px", 1}, {"pt", 4.0 / 3}, {"rem", 16}, {"em", 16}, {"pc", 16}, {"cm", 37.8}, {"mm", 3.78}, {"in", 96}, {"vw", 10}, {"vh", 10}}
-	for _, u := range units {
-		if strings.HasSuffix(v, u.suffix) {
-			f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), 64)
-			return f * u.px, err == nil
-		}
-	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return f, true // unitless (0, or a legacy px value)
-	}
-	if strings.HasSuffix(v, "%") {
-		f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-		return f * 0.16, err == nil
-	}
-	return 0, false
-}
-
-// cssColor returns a colour as RRGGBB, or "" when it cannot tell (or it is transparent).
-func cssColor(v string) string {
-	v = strings.ToLower(strings.TrimSpace(v))
-	if i := strings.Index(v, "rgb"); i >= 0 {
-		v = v[i:] // "background: url(x) rgb(...)"
-		if j := strings.IndexByte(v, ')'); j >= 0 {
-			v = v[:j+1]
-		}
-	} else if f := strings.Fields(v); len(f) > 0 {
-		v = f[0] // "background: #fff url(x)"
-		for _, x := range f {
-			if strings.HasPrefix(x, "#") {
-				v = x
-			}
-		}
-	}
-	if strings.HasPrefix(v, "rgb") && strings.IndexByte(v, '(') >= 0 {
-		inner := v[strings.IndexByte(v, '(')+1:]
-		inner = strings.TrimSuffix(inner, ")")
-		parts := strings.FieldsFunc(inner, func(r rune) bool { return r == ',' || r == ' ' || r == '/' })
-		if len(parts) < 3 {
-			return ""
-		}
-		if len(parts) >= 4 {
-			if a, err := strconv.ParseFloat(strings.TrimSuffix(parts[3], "%"), 64); err == nil && a == 0 {
-				return ""
-			}
-		}
-		var out [3]int
-		for i := 0; i < 3; i++ {
-			p := parts[i]
-			if strings.HasSuffix(p, "%") {
-				f, err := strconv.ParseFloat(strings.TrimSuffix(p, "%"), 64)
-				if err != nil {
-					return ""
-				}
-				out[i] = int(f * 2.55)
-			} else {
-				f, err := strconv.ParseFloat(p, 64)
-				if err != nil {
-					return ""
-				}
-				out[i] = int(f)
-			}
-			out[i] = max(0, min(255, out[i]))
-		}
-		return strconv.FormatInt(int64(out[0]<<16|out[1]<<8|out[2]), 16)
-	}
-	switch v {
-	case "white":
-		return "ffffff"
-	case "black":
-		return "000000"
-	case "snow", "ghostwhite", "whitesmoke", "ivory", "floralwhite", "seashell", "mintcream", "azure", "aliceblue":
-		return "f8f8f8"
-	case "red":
-		return "ff0000"
-	case "silver":
-		return "c0c0c0"
-	case "gray", "grey":
-		return "808080"
-	}
-	if _, _, _, ok := hexRGB(v); ok {
-		return strings.TrimPrefix(v, "#")
-	}
-	return ""
-}
-
-// hiddenBy reports whether the element n, in context ctx, is hidden from a reader, and
-// updates ctx with its colours.
-func (h *htmlWalker) hiddenBy(n *html.Node, ctx *htmlCtx) bool {
-	if _, ok := getAttr(n, "hidden"); ok {
-		return true
-	}
-	if v, ok := getAttr(n, "aria-hidden"); ok && strings.EqualFold(strings.TrimSpace(v), "true") {
-		return true
-	}
-	if n.DataAtom == atom.Font {
-		if c, ok := getAttr(n, "color"); ok {
-			if c := cssColor(c); c != "" {
-				ctx.color = c
-			}
-		}
-		if s, ok := getAttr(n, "size"); ok && strings.TrimSpace(s) == "0" {
-			return true
-		}
-	}
-	if c, ok := getAttr(n, "bgcolor"); ok {
-		if c := cssColor(c); c != "" {
-			ctx.bg = c
-		}
-	}
-	decls := h.style(n)
-	if len(decls) == 0 {
-		return false
-	}
-	hidden := false
-	for k, v := range decls {
-		switch k {
-		case "display":
-			hidden = hidden || v == "none"
-		case "visibility":
-			hidden = hidden || v == "hidden" || v == "collapse"
-		case "opacity":
-			if f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64); err == nil && f <= 0.05 {
-				hidden = true
-			}
-		case "font-size":
-			if px, ok := cssPx(v); ok && px <= 1 {
-				hidden = true
-			}
-		case "color":
-			if c := cssColor(v); c != "" {
-				ctx.color = c
-			}
-		case "background-color", "background":
-			if c := cssColor(v); c != "" {
-				ctx.bg = c
-			}
-		case "left", "top", "text-indent", "margin-left", "margin-top", "right":
-			if px, ok := cssPx(v); ok && px <= -1000 {
-				hidden = true
-			}
-		case "clip":
-			if strings.ReplaceAll(strings.ReplaceAll(v, " ", ""), "px", "") == "rect(0,0,0,0)" || strings.ReplaceAll(v, "px", "") == "rect(0 0 0 0)" {
-				hidden = true
-			}
-		case "transform":
-			if strings.Contains(v, "scale(0") && !strings.Contains(v, "scale(0.") {
-				hidden = true
-			}
-		case "max-height", "height", "width", "max-width":
-			if px, ok := cssPx(v); ok && px == 0 && decls["overflow"] == "hidden" {
-				hidden = true
-			}
-		}
-	}
-	return hidden
-}
-
 func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 	w := h.w
 	if w.full() {
@@ -407,7 +95,7 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 	}
 	switch n.Type {
 	case html.TextNode:
-		h.textNode(n.Data, ctx, false)
+		h.textNode(n.Data, ctx, ctx.sameColor())
 		return
 	case html.CommentNode:
 		if s := strings.TrimSpace(n.Data); s != "" {
@@ -446,7 +134,7 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 		}
 		return
 	}
-	if h.hiddenBy(n, &ctx) || sameColor(ctx.color, ctx.bg) {
+	if h.hiddenBy(n, &ctx) {
 		var sub strings.Builder
 		h.collect(n, &sub, depth)
 		w.hide(sub.String())
@@ -481,15 +169,24 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 		ctx.pre = true
 	}
 	linkStart := w.b.Len()
+	keys := h.enter(n)
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		h.walk(c, ctx, depth+1)
 	}
+	h.leave(keys)
 	switch {
 	case n.DataAtom == atom.A:
 		href, _ := getAttr(n, "href")
 		href = strings.TrimSpace(href)
 		lower := strings.ToLower(href)
-		if href != "" && !strings.HasPrefix(href, "#") && !strings.HasPrefix(lower, "javascript:") && w.b.Len() > linkStart && !strings.Contains(w.b.String()[linkStart:], href) {
+		switch {
+		case href == "" || strings.HasPrefix(href, "#") || strings.HasPrefix(lower, "javascript:"):
+		case ctx.sameColor():
+			if !strings.Contains(w.hid.String(), href) {
+				w.hideSpace()
+				w.hide("(" + href + ")") // the link is as hidden as its text
+			}
+		case w.b.Len() > linkStart && !strings.Contains(w.b.String()[linkStart:], href):
 			w.flushHidden()
 			w.text(" (" + href + ")")
 		}
@@ -506,9 +203,58 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 	}
 }
 
-// textNode writes a text node: whitespace collapsed outside <pre>.
+// enter records what n carries in the ancestor filter for the nodes below it, for
+// sheet.match; leave takes it out again.
+func (h *htmlWalker) enter(n *html.Node) []uint32 {
+	if len(h.sheet.rules) == 0 {
+		return nil
+	}
+	keys := []uint32{keyHash('t', n.Data)}
+	if id, ok := getAttr(n, "id"); ok {
+		keys = append(keys, keyHash('#', h.sheet.fold(id)))
+	}
+	if c, ok := getAttr(n, "class"); ok {
+		for _, c := range strings.FieldsFunc(h.sheet.fold(c), isHTMLSpace) {
+			keys = append(keys, keyHash('.', c))
+		}
+	}
+	for _, k := range keys {
+		h.anc.add(k, 1)
+	}
+	return keys
+}
+
+func (h *htmlWalker) leave(keys []uint32) {
+	for _, k := range keys {
+		h.anc.add(k, ^uint32(0)) // -1
+	}
+}
+
+// sameColor reports text drawn in its background colour, with certain style rules only
+// or with every rule that may apply. It is decided per text node: a container may set a
+// dark background and a child the light text colour.
+func (c *htmlCtx) sameColor() bool {
+	return sameColor(c.scenes[0].color, c.scenes[0].bg) || sameColor(c.scenes[1].color, c.scenes[1].bg)
+}
+
+// textNode writes a text node: whitespace collapsed outside <pre>; hidden text goes to
+// the current hidden run.
 func (h *htmlWalker) textNode(s string, ctx htmlCtx, hidden bool) {
 	w := h.w
+	if hidden {
+		if strings.TrimSpace(s) == "" {
+			w.hideSpace()
+			return
+		}
+		if startsSpace(s) {
+			w.hideSpace()
+		}
+		w.hide(strings.Join(strings.Fields(s), " "))
+		if last := s[len(s)-1]; last == ' ' || last == '\n' || last == '\t' || last == '\r' || last == '\f' {
+			w.hideSpace()
+		}
+		return
+	}
 	if ctx.pre {
 		lines := strings.Split(s, "\n")
 		for i, l := range lines {

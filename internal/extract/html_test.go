@@ -1,8 +1,12 @@
 package extract
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/html"
 )
 
 func TestHTMLMainText(t *testing.T) {
@@ -140,5 +144,306 @@ func TestSniffAndText(t *testing.T) {
 	r, _ = Text("x.md", []byte("# T\n<!-- c -->\n"))
 	if r.Format != FormatText || r.Text != "# T\n<!-- c -->\n" {
 		t.Fatalf("md: %q", r.Text)
+	}
+}
+
+// TestHTMLStyleSheet checks <style> rules by selector kind, each both ways: a rule that
+// hides the element marks its text hidden; a near miss leaves it plain.
+func TestHTMLStyleSheet(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, css, body string
+		hidden          bool
+	}{
+		{"tag", `span{display:none}`, `<span>SECRET</span>`, true},
+		{"tag-other", `b{display:none}`, `<span>SECRET</span>`, false},
+		{"class", `.x{display:none}`, `<span class="a x">SECRET</span>`, true},
+		{"class-other", `.x{display:none}`, `<span class="xx">SECRET</span>`, false},
+		{"id", `#z{font-size:0}`, `<span id="z">SECRET</span>`, true},
+		{"id-other", `#z{font-size:0}`, `<span id="zz">SECRET</span>`, false},
+
+		{"descendant", `div .x{display:none}`, `<div><p><span class="x">SECRET</span></p></div>`, true},
+		{"descendant-other", `div .x{display:none}`, `<section><span class="x">SECRET</span></section>`, false},
+		{"child", `.a > span{visibility:hidden}`, `<div class="a"><span>SECRET</span></div>`, true},
+		{"child-grandchild", `.a > span{visibility:hidden}`, `<div class="a"><b><span>SECRET</span></b></div>`, false},
+		{"adjacent", `h2 + p{font-size:0}`, `<h2>Title</h2><p>SECRET</p>`, true},
+		{"adjacent-not-next", `h2 + p{font-size:0}`, `<h2>Title</h2><div>x</div><p>SECRET</p>`, false},
+		{"sibling", `.m ~ p{opacity:0}`, `<i class="m"></i><b>x</b><p>SECRET</p>`, true},
+		{"sibling-before", `.m ~ p{opacity:0}`, `<p>SECRET</p><i class="m"></i>`, false},
+
+		{"compound", `p.note#x{color:#fff}`, `<p class="note" id="x">SECRET</p>`, true},
+		{"compound-other-id", `p.note#x{color:#fff}`, `<p class="note" id="y">SECRET</p>`, false},
+		{"compound-other-tag", `p.note#x{color:#fff}`, `<div class="note" id="x">SECRET</div>`, false},
+
+		{"attr-present", `[data-x]{display:none}`, `<span data-x>SECRET</span>`, true},
+		{"attr-absent", `[data-x]{display:none}`, `<span data-y>SECRET</span>`, false},
+		{"attr-equal", `span[data-state="closed"]{display:none}`, `<span data-state="closed">SECRET</span>`, true},
+		{"attr-equal-other", `span[data-state="closed"]{display:none}`, `<span data-state="open">SECRET</span>`, false},
+		{"attr-aria-sibling", `[aria-hidden=true] + span{display:none}`, `<i aria-hidden="true"></i><span>SECRET</span>`, true},
+		{"attr-aria-sibling-false", `[aria-hidden=true] + span{display:none}`, `<i aria-hidden="false"></i><span>SECRET</span>`, false},
+		{"attr-prefix", `[class^="hid"]{display:none}`, `<span class="hidden-text">SECRET</span>`, true},
+		{"attr-suffix", `span[data-f$=".pdf"]{display:none}`, `<span data-f="/x.pdf">SECRET</span>`, true},
+		{"attr-suffix-other", `span[data-f$=".pdf"]{display:none}`, `<span data-f="/x.html">SECRET</span>`, false},
+		{"attr-substring", `[title*="ecre"]{display:none}`, `<span title="secret">SECRET</span>`, true},
+		{"attr-dash", `[lang|=en]{display:none}`, `<span lang="en-GB">SECRET</span>`, true},
+		{"attr-dash-other", `[lang|=en]{display:none}`, `<span lang="eng">SECRET</span>`, false},
+		{"attr-case-flag", `[data-k="ABC" i]{display:none}`, `<span data-k="abc">SECRET</span>`, true},
+
+		{"list", `.a, .b{display:none}`, `<span class="b">SECRET</span>`, true},
+		{"list-other", `.a, .b{display:none}`, `<span class="c">SECRET</span>`, false},
+		{"list-with-pseudo-element", `.a::before, .b{display:none}`, `<span class="b">SECRET</span>`, true},
+
+		{"nth-child", `li:nth-child(2){display:none}`, `<ul><li>one</li><li>SECRET</li></ul>`, true},
+		{"nth-child-other", `li:nth-child(3){display:none}`, `<ul><li>one</li><li>SECRET</li></ul>`, false},
+		{"nth-child-odd", `li:nth-child(2n+1){display:none}`, `<ul><li>SECRET</li><li>two</li></ul>`, true},
+		{"first-child", `p:first-child{display:none}`, `<div><p>SECRET</p></div>`, true},
+		{"first-child-other", `p:first-child{display:none}`, `<div><b>x</b><p>SECRET</p></div>`, false},
+		{"last-of-type", `p:last-of-type{display:none}`, `<div><p>one</p><p>SECRET</p></div>`, true},
+		{"not", `span:not(.shown){display:none}`, `<span class="z">SECRET</span>`, true},
+		{"not-excluded", `span:not(.shown){display:none}`, `<span class="shown">SECRET</span>`, false},
+		{"is", `:is(.a, .b) span{display:none}`, `<div class="b"><span>SECRET</span></div>`, true},
+		{"is-other", `:is(.a, .b) span{display:none}`, `<div class="c"><span>SECRET</span></div>`, false},
+		{"where", `:where(.a) span{display:none}`, `<div class="a"><span>SECRET</span></div>`, true},
+		{"has", `div:has(.flag) p{display:none}`, `<div><i class="flag"></i><p>SECRET</p></div>`, true},
+		{"has-other", `div:has(.flag) p{display:none}`, `<div><i class="nope"></i><p>SECRET</p></div>`, false},
+		{"unknown-pseudo-class", `.x:focus-within span{display:none}`, `<div class="x"><span>SECRET</span></div>`, true},
+		{"hover-only", `.x:hover{display:none}`, `<span class="x">SECRET</span>`, false},
+		{"hidden-until-hover", `.menu ul{display:none} .menu li:hover > ul{display:block}`, `<div class="menu"><ul><li>SECRET</li></ul></div>`, true},
+		{"pseudo-element", `.x::after{display:none}`, `<span class="x">SECRET</span>`, false},
+		{"clearfix", `.cf:after{content:".";display:block;height:0;visibility:hidden}`, `<div class="cf">SECRET</div>`, false},
+
+		{"media", `@media screen and (min-width: 1px){ .x{display:none} }`, `<span class="x">SECRET</span>`, true},
+		{"media-print", `@media print{ .x{display:none} }`, `<span class="x">SECRET</span>`, true},
+		{"media-other", `@media screen{ .y{display:none} }`, `<span class="x">SECRET</span>`, false},
+		{"supports-media", `@supports (display:grid){ @media screen { .x{font-size:0} } }`, `<span class="x">SECRET</span>`, true},
+		{"layer", `@layer base { .x{opacity:0} }`, `<span class="x">SECRET</span>`, true},
+		{"style-media-attr", ``, `<style media="print">.x{display:none}</style><span class="x">SECRET</span>`, true},
+		{"nesting-amp", `.a { & .x { display:none } }`, `<div class="a"><span class="x">SECRET</span></div>`, true},
+		{"nesting-implicit", `.a { .x { display:none } }`, `<div class="a"><span class="x">SECRET</span></div>`, true},
+		{"nesting-child", `.a { > .x { display:none } }`, `<div class="a"><span class="x">SECRET</span></div>`, true},
+		{"nesting-compound", `.a { &.x { display:none } }`, `<span class="a x">SECRET</span>`, true},
+		{"nesting-outside", `.a { .x { display:none } }`, `<div class="b"><span class="x">SECRET</span></div>`, false},
+		{"nesting-media", `.x { @media screen { display:none } }`, `<span class="x">SECRET</span>`, true},
+
+		{"non-hiding-props", `.x{display:block;color:#333;font-size:14px;opacity:.9;margin-left:-10px}`, `<span class="x">SECRET</span>`, false},
+		{"white-on-dark", `.dark{background:#000} .dark p{color:#fff}`, `<div class="dark"><p>SECRET</p></div>`, false},
+		{"white-on-white", `.dark p{color:#fff}`, `<div class="dark"><p>SECRET</p></div>`, true},
+		{"white-on-white-words", `.w{color:#fff}`, `<p class="w">SEC<b>RET</b></p>`, true},
+		{"dark-child-on-dark", `.d{background:#000;color:#fff} .d b{color:#000}`, `<div class="d">x <b>SECRET</b></div>`, true},
+		{"transparent", `.x{color:transparent}`, `<span class="x">SECRET</span>`, true},
+		{"rgba-zero", `.x{color:rgba(0,0,0,0)}`, `<span class="x">SECRET</span>`, true},
+		{"hsl-white", `.x{color:hsl(0, 0%, 100%)}`, `<span class="x">SECRET</span>`, true},
+		{"font-shorthand", `.x{font:0/0 a}`, `<span class="x">SECRET</span>`, true},
+		{"font-shorthand-visible", `.x{font:italic 700 14px/1.5 serif}`, `<span class="x">SECRET</span>`, false},
+		{"calc-font-size", `.x{font-size:calc(2px - 2px)}`, `<span class="x">SECRET</span>`, true},
+		{"calc-opacity", `.x{opacity:min(1, 0%)}`, `<span class="x">SECRET</span>`, true},
+		{"filter-opacity", `.x{filter:blur(1px) opacity(0%)}`, `<span class="x">SECRET</span>`, true},
+		{"filter-visible", `.x{filter:opacity(80%)}`, `<span class="x">SECRET</span>`, false},
+		{"translate-offscreen", `.x{transform:translateX(-9999px)}`, `<span class="x">SECRET</span>`, true},
+		{"translate-centred", `.x{transform:translate(-50%, -50%)}`, `<span class="x">SECRET</span>`, false},
+		{"text-fill-transparent", `.x{-webkit-text-fill-color:transparent}`, `<span class="x">SECRET</span>`, true},
+		{"gradient-text", `.x{background:linear-gradient(red,blue);-webkit-background-clip:text;-webkit-text-fill-color:transparent}`, `<span class="x">SECRET</span>`, false},
+		{"zero-height", `.x{height:0;overflow:hidden}`, `<div class="x">SECRET</div>`, true},
+		{"zero-height-visible-overflow", `.x{height:0}`, `<div class="x">SECRET</div>`, false},
+		{"offscreen", `.x{position:absolute;left:-9999px}`, `<div class="x">SECRET</div>`, true},
+		{"var", `:root{--h:none} .x{display:var(--h)}`, `<span class="x">SECRET</span>`, true},
+		{"var-inherited", `.p{--c:#fff} .x{color:var(--c)}`, `<div class="p"><span class="x">SECRET</span></div>`, true},
+		{"var-fallback", `.x{display:var(--nope, none)}`, `<span class="x">SECRET</span>`, true},
+		{"var-visible", `:root{--h:block} .x{display:var(--h)}`, `<span class="x">SECRET</span>`, false},
+
+		{"comment-in-sheet", `/* .x{display:block} */ .x{display:none}`, `<span class="x">SECRET</span>`, true},
+		{"brace-in-string", `.x{content:"}"; display:none}`, `<span class="x">SECRET</span>`, true},
+		{"cdo-cdc", `<!-- .x{display:none} -->`, `<span class="x">SECRET</span>`, true},
+		{"garbage-then-rule", `;; @@ } .q{{display:none}} .x{display:none}`, `<span class="x">SECRET</span>`, true},
+		{"unparseable-only", `.x[[[{display:none}`, `<span class="x">SECRET</span>`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			checkHidden(t, `<style>`+c.css+`</style>`+c.body, c.hidden)
+		})
+	}
+}
+
+// TestHTMLStyleCascade checks that a rule hiding text is overridden only by what
+// overrides it in a browser, never by a rule that may not apply.
+func TestHTMLStyleCascade(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, doc string
+		hidden    bool
+	}{
+		{"later-rule-other-element", `<style>.x{display:none} .y{display:block}</style><p class="x">SECRET</p>`, true},
+		{"later-less-specific", `<style>.x{display:none} div{display:block}</style><div class="x">SECRET</div>`, true},
+		{"important-beats-specific", `<style>.x{display:none !important} #y.x{display:block}</style><p class="x" id="y">SECRET</p>`, true},
+		{"important-beats-inline", `<style>.x{display:none!important}</style><p class="x" style="display:block">SECRET</p>`, true},
+		{"media-cannot-unhide", `<style>.x{display:none} @media screen{.x{display:block}}</style><p class="x">SECRET</p>`, true},
+		{"layer-cannot-unhide", `<style>.x{display:none} @layer l{.x{display:block !important}}</style><p class="x">SECRET</p>`, true},
+		{"where-cannot-unhide", `<style>.x{display:none} :where(.x){display:block}</style><p class="x">SECRET</p>`, true},
+		{"invalid-list-cannot-unhide", `<style>.x{display:none} .x, .y:nonsense{display:block}</style><p class="x">SECRET</p>`, true},
+		{"nonstandard-cannot-unhide", `<style>.x{display:none} .x:contains(S){display:block}</style><p class="x">SECRET</p>`, true},
+		{"second-sheet-type", `<style>.x{display:none}</style><style type="text/plain">.x{display:block}</style><p class="x">SECRET</p>`, true},
+		{"unresolved-var-cannot-unhide", `<style>.x{display:none} .x.x{display:var(--nope)}</style><p class="x">SECRET</p>`, true},
+		{"inline-hides", `<style>.x{display:block}</style><p class="x" style="display:none">SECRET</p>`, true},
+		{"more-specific-shows", `<style>.x{display:none} .x.open{display:block}</style><div class="x open">SECRET</div>`, false},
+		{"later-shows", `<style>.x{display:none} .x{display:block}</style><div class="x">SECRET</div>`, false},
+		{"inline-shows", `<style>.x{display:none}</style><div class="x" style="display:block">SECRET</div>`, false},
+		{"important-shows", `<style>#y{display:none} .x{display:block!important}</style><div class="x" id="y">SECRET</div>`, false},
+		{"template-cannot-unhide", `<style>.x{display:none}</style><template><style>.x{display:block}</style></template><p class="x">SECRET</p>`, true},
+		{"padded-inline-style", `<p style="` + strings.Repeat("color:red;", 300) + `display:none">SECRET</p>`, true},
+		{"padded-rule", `<style>.x{` + strings.Repeat("--a:1;color:red;", 2000) + `display:none}</style><p class="x">SECRET</p>`, true},
+		{"same-block-important", `<style>.x{display:none!important;display:block}</style><p class="x">SECRET</p>`, true},
+		{"background-later", `<style>.x{color:#fff;background:#fff} .x{background:#000}</style><div class="x">SECRET</div>`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			checkHidden(t, c.doc, c.hidden)
+		})
+	}
+}
+
+// TestHTMLStyleTooBig checks that a document with more style rules than are read has all
+// its text marked hidden: padding the sheet never pushes a hiding rule out unseen.
+func TestHTMLStyleTooBig(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("<style>")
+	for i := range maxCSSRules {
+		fmt.Fprintf(&b, ".p%d{color:red}", i)
+	}
+	b.WriteString(".x{display:none}</style><p>Before</p><p class=x>SECRET</p>")
+	r, err := Text("big.html", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Text != "[hidden text: Before SECRET]" {
+		t.Fatalf("got %.200q", r.Text)
+	}
+}
+
+// TestHTMLStyleQuirks checks class and id selectors in quirks mode (no doctype), where
+// they ignore ASCII case, and in standards mode, where they do not.
+func TestHTMLStyleQuirks(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, doc string
+		hidden    bool
+	}{
+		{"quirks-class", `<style>.Hide{display:none}</style><p class="hIDE">SECRET</p>`, true},
+		{"quirks-id", `<style>#X .y{display:none}</style><div id="x"><p class="Y">SECRET</p></div>`, true},
+		// A browser compares [class=...] with case here; matching more is the safe side.
+		{"quirks-attr-selector-overmatches", `<style>[class="hide"]{display:none}</style><p class="Hide">SECRET</p>`, true},
+		{"standards-class", `<!DOCTYPE html><style>.Hide{display:none}</style><p class="hide">SECRET</p>`, false},
+		{"standards-same-case", `<!DOCTYPE html><style>.Hide{display:none}</style><p class="Hide">SECRET</p>`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := Text("q.html", []byte(c.doc+`<p>after.</p>`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(r.Text, "[hidden text: SECRET]"); got != c.hidden || strings.Count(r.Text, "SECRET") != 1 || !strings.Contains(r.Text, "after.") {
+				t.Fatalf("hidden=%v, want %v: %q", got, c.hidden, r.Text)
+			}
+		})
+	}
+}
+
+// checkHidden extracts body (with visible text around it) and checks that SECRET comes
+// out once, hidden or plain as wanted.
+func checkHidden(t *testing.T, body string, hidden bool) {
+	t.Helper()
+	r, err := Text("p.html", []byte(`<html><body><h1>Before</h1>`+body+`<h2>after.</h2></body></html>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Text, "Before") || !strings.Contains(r.Text, "after.") {
+		t.Fatalf("visible text lost: %q", r.Text)
+	}
+	if strings.Count(r.Text, "SECRET") != 1 {
+		t.Fatalf("SECRET not once: %q", r.Text)
+	}
+	if got := strings.Contains(r.Text, "[hidden text: SECRET]"); got != hidden || got != (r.Hidden == 1) {
+		t.Fatalf("hidden=%v, want %v: %q (Hidden=%d)", got, hidden, r.Text, r.Hidden)
+	}
+}
+
+// TestHTMLStyleBudget checks that once the selector-matching budget is spent, a rule that
+// may match an element hides it if it can: matching cost never buys visibility.
+func TestHTMLStyleBudget(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString(`<style>.nope ~ .x{display:none}</style><div>`)
+	for range 2000 {
+		b.WriteString(`<p class="x">t</p>`)
+	}
+	b.WriteString(`</div>`)
+	for _, spent := range []bool{false, true} {
+		doc, err := html.Parse(strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := collectSheet(doc)
+		if spent {
+			sh.deadline = time.Time{} // spent after the first 256 matches
+		}
+		r := walkHTML(doc, sh)
+		visible := strings.Count(r.Text, "t\n") + strings.Count(r.Text, "\nt")
+		if !spent && (r.Hidden != 0 || visible == 0) {
+			t.Fatalf("within budget: Hidden=%d, %.80q", r.Hidden, r.Text)
+		}
+		if spent && (r.Hidden == 0 || !sh.spent || visible == 0) {
+			t.Fatalf("budget spent: Hidden=%d spent=%v, %.80q", r.Hidden, sh.spent, r.Text)
+		}
+	}
+}
+
+// BenchmarkHTMLStyleSheet extracts a page of 10,000 elements styled by 4,000 rules of
+// mixed kinds.
+func BenchmarkHTMLStyleSheet(b *testing.B) {
+	var s strings.Builder
+	s.WriteString("<!DOCTYPE html><html><head><style>:root{--fg:#222}\n")
+	for i := range 4000 {
+		switch i % 6 {
+		case 0:
+			fmt.Fprintf(&s, ".c%d{display:none}\n", i)
+		case 1:
+			fmt.Fprintf(&s, ".c%d .c%d > a{color:#%06x}\n", i, i+1, i*997%0xffffff)
+		case 2:
+			fmt.Fprintf(&s, "@media (max-width:%dpx){.c%d{display:block}}\n", i, i)
+		case 3:
+			fmt.Fprintf(&s, "div.c%d:not(.x) p, .c%d:hover{opacity:.5}\n", i, i)
+		case 4:
+			fmt.Fprintf(&s, "ul.c%d li:nth-child(2n+1){font-size:var(--s, 14px)}\n", i)
+		case 5:
+			fmt.Fprintf(&s, ".c%d p{color:var(--fg)}\n", i)
+		}
+	}
+	s.WriteString("</style></head><body>")
+	for i := range 2000 {
+		fmt.Fprintf(&s, `<div class="c%d c%d"><p>Para <a href="/x">link</a></p><ul class="c%d"><li>item</li></ul></div>`, i%4000, i*7%4000, i*3%4000)
+	}
+	s.WriteString("</body></html>")
+	page := []byte(s.String())
+	b.SetBytes(int64(len(page)))
+	for b.Loop() {
+		if _, err := Text("bench.html", page); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHTMLHiddenLink checks that a link in text drawn in its background colour keeps its
+// address inside the hidden marker, not as visible text.
+func TestHTMLHiddenLink(t *testing.T) {
+	t.Parallel()
+	r, err := Text("l.html", []byte(`<style>.w{color:#fff}</style><p>Before <span class="w">click <a href="https://evil.example/x">here</a> now</span> after.</p>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Before [hidden text: click here (https://evil.example/x) now] after."; r.Text != want {
+		t.Fatalf("got %q, want %q", r.Text, want)
 	}
 }
