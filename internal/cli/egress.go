@@ -99,16 +99,12 @@ func startEgress(set *settings, commit func(context.Context, *store.Batch) error
 	return &sessionEgress{proxy: p, client: client, ln: ln, token: token, allows: allows}, nil
 }
 
-// network is how the session's sandbox reaches the proxy: the backend dials its loopback
-// listener for each connection a command opens to the proxy address inside (the sandbox has
-// no other network), and commands carry the token and trust the proxy's CA.
+// network is how the session's sandbox reaches the proxy: the proxy serves the listener on
+// the proxy address inside the sandbox itself (the sandbox has no other network), and
+// commands carry the token and trust the proxy's CA.
 func (e *sessionEgress) network() sandbox.Network {
-	addr := e.ln.Addr().String()
 	return sandbox.Network{
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
-		},
+		Serve:      e.proxy.Serve,
 		ProxyToken: e.token,
 		ProxyCA:    e.proxy.CAPEM(),
 	}

@@ -12,15 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/keepup/keepup/internal/sandbox"
-	"github.com/keepup/keepup/internal/sandbox/inside"
 )
 
 // The egress proxy inside the sandbox (when Spec.Network reaches one): the helper listens on
-// ProxyAddr in the sandbox's network namespace and bridges every connection to the session's
-// proxy on the host; commands find it in their environment. There is no resolver inside: the
+// ProxyAddr in the sandbox's network namespace and hands the listening socket to the backend,
+// which serves the commands' connections on the host; commands find it in their environment. There is no resolver inside: the
 // proxy resolves names.
 const (
 	ProxyAddr = "127.0.0.1:3128"
@@ -111,84 +108,108 @@ func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error
 	return bundle, system, nil
 }
 
-// dialProxy answers the helper's request for a connection to the egress proxy.
-func (s *Session) dialProxy(id uint64) {
-	defer s.bg.Done()
-	f, err := s.proxyConn()
-	if err != nil {
-		_ = s.conn.Send(inside.Request{ID: id, Conn: true, Err: err.Error()})
-		return
-	}
-	_ = s.conn.Send(inside.Request{ID: id, Conn: true, FDs: 1}, f)
+// serveProxy takes the listening socket the helper made on ProxyAddr in the sandbox's network
+// namespace and serves it on the host until teardown closes it: with Spec.Network.Serve (the
+// proxy accepts the commands' connections itself), else by copying each connection to one
+// made with Dial or to ProxySocket. The socket stays in the sandbox's namespace: only the
+// sandbox's processes can connect to it, and it is the only way out they have.
+func (s *Session) serveProxy(f *os.File) error {
+	l, err := net.FileListener(f)
 	f.Close()
-}
-
-// proxyConn dials the proxy and returns a socket to hand in: the connection's own descriptor
-// when it has one, else one end of a socketpair whose other end is copied to the connection
-// until either side ends or the session closes.
-func (s *Session) proxyConn() (*os.File, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, proxyDialTimeout)
-	defer cancel()
-	n := &s.spec.Network
-	var c net.Conn
-	var err error
-	if n.Dial != nil {
-		c, err = n.Dial(ctx)
-	} else {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, "unix", n.ProxySocket)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("dial the egress proxy: %v", err)
+		return fmt.Errorf("the proxy listener from inside: %v", err)
 	}
-	if fc, ok := c.(interface{ File() (*os.File, error) }); ok {
-		f, err := fc.File()
-		c.Close()
-		return f, err
+	s.mu.Lock()
+	if s.closed || s.ctx.Err() != nil {
+		s.mu.Unlock()
+		l.Close()
+		return errClosed
 	}
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	theirs := os.NewFile(uintptr(pair[1]), "proxy-conn")
-	ours := os.NewFile(uintptr(pair[0]), "proxy-conn")
-	oc, err := net.FileConn(ours)
-	ours.Close()
-	if err != nil {
-		c.Close()
-		theirs.Close()
-		return nil, err
-	}
-	if !s.track(c, oc) {
-		c.Close()
-		oc.Close()
-		theirs.Close()
-		return nil, errClosed
-	}
+	s.proxyLn = l
+	s.mu.Unlock()
 	s.bg.Add(1)
+	if serve := s.spec.Network.Serve; serve != nil {
+		go func() {
+			defer s.bg.Done()
+			_ = serve(l)
+		}()
+		return nil
+	}
 	go func() {
 		defer s.bg.Done()
-		defer s.untrack(c, oc)
-		done := make(chan struct{}, 2)
-		cp := func(dst, src net.Conn) {
-			_, err := io.Copy(dst, src)
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-				_ = cw.CloseWrite()
-			} else {
-				c.Close()
-				oc.Close()
+		var delay time.Duration
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil {
+					return
+				}
+				// EMFILE and the like: the host's limits, not the sandbox's to spend.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
 			}
-			done <- struct{}{}
+			delay = 0
+			s.bg.Add(1)
+			go s.relay(c)
 		}
-		go cp(c, oc)
-		go cp(oc, c)
-		<-done
-		<-done
-		c.Close()
-		oc.Close()
 	}()
-	return theirs, nil
+	return nil
+}
+
+// relay joins a command's connection to the proxy address with a new connection to the proxy
+// (Dial, or ProxySocket), copying both ways, half-closes included, until both directions end
+// or the session closes. A proxy that cannot be reached is a 502, as a proxy would answer.
+func (s *Session) relay(c net.Conn) {
+	defer s.bg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, proxyDialTimeout)
+	n := &s.spec.Network
+	var pc net.Conn
+	var err error
+	if n.Dial != nil {
+		pc, err = n.Dial(ctx)
+	} else {
+		var d net.Dialer
+		pc, err = d.DialContext(ctx, "unix", n.ProxySocket)
+	}
+	cancel()
+	if err != nil {
+		refuse(c, fmt.Sprintf("dial the egress proxy: %v", err))
+		c.Close()
+		return
+	}
+	if !s.track(c, pc) {
+		c.Close()
+		pc.Close()
+		return
+	}
+	defer s.untrack(c, pc)
+	done := make(chan struct{})
+	cp := func(dst, src net.Conn) {
+		_, err := io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+			_ = cw.CloseWrite()
+		} else {
+			// An error either way ends the whole connection.
+			c.Close()
+			pc.Close()
+		}
+	}
+	go func() {
+		cp(pc, c)
+		close(done)
+	}()
+	cp(c, pc)
+	<-done
+	c.Close()
+	pc.Close()
+}
+
+// refuse answers a command whose proxy connection could not be made, as a proxy would.
+func refuse(c net.Conn, why string) {
+	body := "keepup egress: the egress proxy cannot be reached: " + why + "\n"
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
 
 // track records a copied connection pair, closed by teardown; false once the session closed.
@@ -212,13 +233,16 @@ func (s *Session) untrack(cs ...net.Conn) {
 	}
 }
 
-// stopNetwork ends the bridge's host side: pending dials are cancelled, copied connections
-// closed, and its goroutines waited for.
+// stopNetwork ends the proxy's side on the host: the listener is closed (Serve returns),
+// pending dials are cancelled, copied connections closed, and the goroutines waited for.
 func (s *Session) stopNetwork() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.mu.Lock()
+	if s.proxyLn != nil {
+		s.proxyLn.Close()
+	}
 	for c := range s.piped {
 		c.Close()
 	}

@@ -111,23 +111,28 @@ func (f *netFixture) unixNetwork(t *testing.T) sandbox.Network {
 	return sandbox.Network{ProxySocket: sock, ProxyToken: proxyToken, ProxyCA: f.proxy.CAPEM()}
 }
 
-// network reaches the proxy; hideFile makes Dial return a connection without a descriptor, so
-// the backend copies through a socketpair instead of handing the connection in.
-func (f *netFixture) network(hideFile bool) sandbox.Network {
-	addr := f.proxyLn.Addr().String()
-	return sandbox.Network{
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil || !hideFile {
-				return c, err
-			}
-			return struct{ net.Conn }{c}, nil
-		},
+// network reaches the proxy: "serve" hands the proxy the listener from inside (as keepup
+// does), "dial" has the backend dial the proxy's loopback listener for each connection and
+// copy between the two.
+func (f *netFixture) network(mode string) sandbox.Network {
+	n := sandbox.Network{
 		ProxyToken: proxyToken,
 		ProxyCA:    f.proxy.CAPEM(),
 		Env:        map[string]string{"KEEPUP_TEST_NET": "1"},
 	}
+	switch mode {
+	case "serve":
+		n.Serve = f.proxy.Serve
+	case "dial":
+		addr := f.proxyLn.Addr().String()
+		n.Dial = func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	default:
+		panic("network mode " + mode)
+	}
+	return n
 }
 
 func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
@@ -163,16 +168,17 @@ func TestEgressBridge(t *testing.T) {
 		t.Skip("curl is not installed")
 	}
 	for _, mode := range []struct {
-		name           string
-		hideFile, unix bool
-	}{{"fd passed", false, false}, {"socketpair copied", true, false}, {"unix socket", false, true}} {
+		name, network string
+		unix          bool
+	}{{"proxy serves the listener", "serve", false}, {"dialled and copied", "dial", false}, {"unix socket", "", true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			f := newNetFixture(t)
 			tb := setup(t)
-			tb.spec.Network = f.network(mode.hideFile)
 			if mode.unix {
 				tb.spec.Network = f.unixNetwork(t)
+			} else {
+				tb.spec.Network = f.network(mode.network)
 			}
 			s := tb.start(t)
 			curl := func(args ...string) runResult {
@@ -200,6 +206,13 @@ func TestEgressBridge(t *testing.T) {
 				if r := curl("--noproxy", "*", "--max-time", "5", "http://"+addr+"/"); r.ExitCode == 0 {
 					t.Errorf("direct connection to the host's %s succeeded: %q", addr, r.stdout)
 				}
+			}
+			// The proxy address is listened on, by no process inside: the listener is the
+			// backend's, so nothing inside can close it, and take the address over.
+			owners := mustSh(t, s, `ino=$(awk '$2 == "0100007F:0C38" && $4 == "0A" {print $10}' /proc/net/tcp)
+echo "inode=$ino"; for f in /proc/[0-9]*/fd/*; do [ "$(readlink "$f" 2>/dev/null)" = "socket:[$ino]" ] && echo "held by $f"; done; true`)
+			if !strings.HasPrefix(owners, "inode=") || strings.TrimSpace(owners) == "inode=" || strings.Contains(owners, "held by") {
+				t.Errorf("the proxy listener inside: %q", owners)
 			}
 			// No DNS.
 			if r := sh(t, s, "getent hosts allowed.test || getent hosts example.com || echo NODNS"); strings.TrimSpace(r.stdout) != "NODNS" {
@@ -244,7 +257,7 @@ func TestEgressBridgeWithoutProxy(t *testing.T) {
 }
 
 // TestEgressBridgeDialFails: when the host side cannot reach the proxy, a client inside gets a
-// 502 from the bridge rather than a hang.
+// 502 from the backend rather than a hang.
 func TestEgressBridgeDialFails(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl is not installed")
@@ -269,9 +282,9 @@ func TestEgressBridgeLeaksNothing(t *testing.T) {
 	}
 	before := openFDs(t)
 	f := newNetFixture(t)
-	for _, hide := range []bool{false, true} {
+	for _, mode := range []string{"serve", "dial"} {
 		tb := setup(t)
-		tb.spec.Network = f.network(hide)
+		tb.spec.Network = f.network(mode)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		s, err := tb.backend.Start(ctx, tb.spec)
 		cancel()

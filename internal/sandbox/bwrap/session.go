@@ -64,12 +64,14 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// The egress bridge's host side (network.go): ctx ends at teardown; bg counts the read
-	// loop, the dials and the copies; piped holds the connections copied through a socketpair.
-	ctx    context.Context
-	cancel context.CancelFunc
-	bg     sync.WaitGroup
-	piped  map[net.Conn]struct{}
+	// The egress proxy's side on the host (network.go): ctx ends at teardown; bg counts the
+	// read loop, the proxy listener's server and the copies; proxyLn is the proxy address's
+	// listener from inside; piped holds the connections copied to a Dial'd proxy.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	proxyLn net.Listener
+	piped   map[net.Conn]struct{}
 }
 
 var _ sandbox.Session = (*Session)(nil)
@@ -338,7 +340,7 @@ func (s *Session) readLoop(ready chan<- inside.Reply) {
 	first := true
 	for {
 		var r inside.Reply
-		_, err := s.conn.Recv(&r, nil)
+		files, err := s.conn.Recv(&r, inside.ReplyFDs)
 		if err != nil {
 			if first {
 				close(ready)
@@ -349,20 +351,30 @@ func (s *Session) readLoop(ready chan<- inside.Reply) {
 		if first {
 			first = false
 			if !r.Ready {
+				closeFiles(files...)
 				close(ready)
 				s.fail(errors.New("the helper did not say it was ready"))
 				return
 			}
+			if s.spec.Network.Enabled() {
+				if len(files) != 1 {
+					closeFiles(files...)
+					close(ready)
+					s.fail(fmt.Errorf("the helper handed over %d proxy listeners, want 1", len(files)))
+					return
+				}
+				if err := s.serveProxy(files[0]); err != nil {
+					close(ready)
+					s.fail(err)
+					return
+				}
+			} else {
+				closeFiles(files...)
+			}
 			ready <- r
 			continue
 		}
-		if r.Dial != 0 {
-			if s.spec.Network.Enabled() {
-				s.bg.Add(1)
-				go s.dialProxy(r.Dial)
-			}
-			continue
-		}
+		closeFiles(files...)
 		s.mu.Lock()
 		ch := s.pending[r.ID]
 		delete(s.pending, r.ID)

@@ -9,9 +9,10 @@
 //     command ended cleanly: a stub's start and runtime initialization are then off the
 //     command's path), and kills them when it exits. When the control socket closes
 //     (the session ends, or keepup died) it exits, and with it the sandbox's pid namespace.
-//     When the session has an egress proxy it also listens on the proxy address in the
-//     sandbox's network namespace and joins each connection to one the backend dials on the
-//     host and passes in over the control socket (bridge.go).
+//     When the session has an egress proxy it listens on the proxy address in the sandbox's
+//     network namespace before anything runs there, and sends the listening socket to the
+//     backend with its ready message (listen.go): the backend accepts and serves the
+//     commands' proxy connections on the host.
 //   - the exec stub (`keepup __sandbox-exec`, [ExecMain]): runs one command at a time, which
 //     it receives (with the command's stdio) on the stream socket it inherits as fd 3. It sets
 //     the resource limits, is the child subreaper, starts the command under Landlock (from a

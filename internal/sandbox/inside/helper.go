@@ -40,8 +40,6 @@ type helper struct {
 	mu   sync.Mutex
 	jobs map[uint64]*job
 
-	bridge *bridge // nil: no egress proxy
-
 	// Idle exec stubs, ready for a command: one is started ahead of the first command (its
 	// start and runtime initialization are then off the command's path), and a stub whose
 	// command ended cleanly comes back for the next one. A command takes the most recently
@@ -110,18 +108,22 @@ func helperMain(args []string) error {
 	// The spare, and with it every stub, goes when the helper does.
 	defer h.stopSpares()
 	h.allowSpares()
-	// The proxy address is listened on before the first command can take it.
+	ready := Reply{Ready: true, LandlockABI: landlockABI()}
+	// The proxy address is listened on before the first command can take it, and the
+	// listening socket goes to the backend, which accepts on it (see HelperConfig.Proxy).
+	var proxyLn []*os.File
 	if cfg.Proxy != "" {
-		br, err := newBridge(conn, cfg.Proxy)
+		f, err := proxyListener(cfg.Proxy)
 		if err != nil {
 			return err
 		}
-		defer br.close()
-		h.bridge = br
-		go br.serve()
+		proxyLn = []*os.File{f}
+		ready.FDs = 1
 	}
 	// With credentials: they tell the backend the helper's pid on the host.
-	if err := conn.SendCred(Reply{Ready: true, LandlockABI: landlockABI()}); err != nil {
+	err = conn.SendCred(ready, proxyLn...)
+	closeAll(proxyLn)
+	if err != nil {
 		return err
 	}
 	for {
@@ -150,12 +152,6 @@ func helperMain(args []string) error {
 				continue
 			}
 			go h.run(req.ID, j, *req.Run, files)
-		case req.Conn:
-			if h.bridge == nil {
-				closeAll(files)
-				continue
-			}
-			h.bridge.deliver(req.ID, files, req.Err)
 		case req.Kill:
 			closeAll(files)
 			h.kill(req.ID)

@@ -31,8 +31,10 @@ type HelperConfig struct {
 	// Rlimits are set in every exec stub before it starts its command.
 	Rlimits Rlimits `json:"rlimits"`
 	// Proxy, when set, is the TCP address ("127.0.0.1:3128") the helper listens on in the
-	// sandbox's network namespace: each connection accepted there is bridged to a connection
-	// to the session's egress proxy that the backend hands in (see Reply.Dial).
+	// sandbox's network namespace before anything runs there. The listening socket goes to the
+	// backend with the ready reply and the helper keeps no copy: the backend accepts the
+	// commands' connections on the host, so no byte of them passes through the sandbox's
+	// processes, and nothing inside can take the address over.
 	Proxy string `json:"proxy,omitempty"`
 }
 
@@ -61,10 +63,6 @@ type Request struct {
 	// Kill kills the command started by the run request with this ID (and everything it
 	// started); the run request still gets its reply.
 	Kill bool `json:"kill,omitempty"`
-	// Conn answers the helper's Reply.Dial with the same ID: the request carries one file
-	// descriptor, a socket connected to the egress proxy, or none and Err says why.
-	Conn bool   `json:"conn,omitempty"`
-	Err  string `json:"err,omitempty"`
 	// FDs is the number of file descriptors sent with this request.
 	FDs int `json:"fds,omitempty"`
 }
@@ -78,14 +76,13 @@ type Run struct {
 }
 
 // Reply is one message from the helper to the backend: the first, with ID 0, says the helper
-// is ready; one with Dial set asks for a connection to the egress proxy; every other one ends
-// the run request with its ID.
+// is ready; every other one ends the run request with its ID.
 type Reply struct {
 	ID    uint64 `json:"id"`
 	Ready bool   `json:"ready,omitempty"`
-	// Dial, when not 0, asks the backend for a new connection to the egress proxy, answered by
-	// a Request with Conn set and this number as its ID. Dial numbers are the helper's own.
-	Dial uint64 `json:"dial,omitempty"`
+	// FDs is the number of file descriptors sent with this reply: the ready reply carries the
+	// proxy address's listening socket when HelperConfig.Proxy is set.
+	FDs int `json:"fds,omitempty"`
 	// Exit is the command's exit code, 128+N when a signal N killed it.
 	Exit     int    `json:"exit"`
 	Signal   string `json:"signal,omitempty"`
@@ -180,22 +177,27 @@ func (c *Conn) PassCred() error {
 
 // SendCred is Send with the sender's credentials (SCM_CREDENTIALS) attached: the kernel
 // checks them and translates the pid into the receiver's pid namespace.
-func (c *Conn) SendCred(v any) error {
-	return c.send(v, unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}))
+func (c *Conn) SendCred(v any, files ...*os.File) error {
+	cred := unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})
+	return c.send(v, append(cred, rights(files)...))
 }
 
 // Send writes v as one message with files as SCM_RIGHTS. The descriptors are duplicated into
 // the message; the caller still owns files.
 func (c *Conn) Send(v any, files ...*os.File) error {
-	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
-		oob = unix.UnixRights(fds...)
+	return c.send(v, rights(files))
+}
+
+// rights is the SCM_RIGHTS control message that passes files (nil for none).
+func rights(files []*os.File) []byte {
+	if len(files) == 0 {
+		return nil
 	}
-	return c.send(v, oob)
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return unix.UnixRights(fds...)
 }
 
 func (c *Conn) send(v any, oob []byte) error {
@@ -326,3 +328,6 @@ func (c *Conn) CloseWrite() error { return c.c.CloseWrite() }
 
 // RequestFDs is the fdCount function for a Request.
 func RequestFDs(v any) int { return v.(*Request).FDs }
+
+// ReplyFDs is the fdCount function for a Reply.
+func ReplyFDs(v any) int { return v.(*Reply).FDs }
