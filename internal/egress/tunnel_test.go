@@ -128,6 +128,10 @@ func TestUpstreamReuse(t *testing.T) {
 		if err != nil || st != 200 || ec.APIKey != "OWN" {
 			t.Fatalf("request %d: %d %v %+v %q", i, st, err, ec, body)
 		}
+		// The proxy's transport takes an upstream connection back into its pool from a
+		// goroutine of its own, a moment after the response's last byte: a next request sent
+		// at once on a loaded machine may race it and dial.
+		time.Sleep(50 * time.Millisecond)
 	}
 	req, _ := http.NewRequest("GET", "https://api.test/r", nil)
 	req.Header.Set("X-Api-Key", "FOREIGN")
