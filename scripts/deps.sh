@@ -8,9 +8,10 @@ if ! need go; then
   exit 2
 fi
 
-# command -> Debian package: git, and bubblewrap (the sandbox every command runs in).
+# command -> Debian package: git, and bubblewrap (the sandbox every command runs in), plus
+# what the caller lists in extra_deps (test.sh: the tools the tests run inside sandboxes).
 missing=()
-for pair in git:git bwrap:bubblewrap; do
+for pair in git:git bwrap:bubblewrap ${extra_deps:-}; do
   need "${pair%%:*}" || missing+=("${pair##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

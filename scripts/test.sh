@@ -3,6 +3,8 @@
 # and real bubblewrap sandboxes, provider wire tests, fuzz seed corpora).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests also run curl, Python and Java (a JDK: java and javac) inside real sandboxes.
+extra_deps="curl:curl python3:python3 javac:default-jdk-headless"
 . scripts/deps.sh
 go vet ./...
 go test -count=1 -timeout 20m ./...
