@@ -33,6 +33,10 @@ import (
 // DefaultMaxBodyBytes is the request-body cap when Config.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 10 << 20
 
+// DefaultMaxConns is the cap on open client connections when Config.MaxConns is 0: the
+// sandbox's processes must not be able to spend the host process's descriptors and memory.
+const DefaultMaxConns = 256
+
 // Credential is a header keepup injects into requests to one host. The sandbox never sees
 // Value.
 type Credential struct {
@@ -65,6 +69,9 @@ type Config struct {
 	UpstreamRootCAs *x509.CertPool
 	// MaxBodyBytes caps request bodies (413 beyond it); 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxConns caps the client connections open at once; each one beyond it is answered
+	// 503, closed and audited. 0 means DefaultMaxConns.
+	MaxConns int
 	// Audit receives one Entry per connection and per request. It must not block for long.
 	Audit func(Entry)
 }
@@ -112,6 +119,7 @@ const (
 	ReasonScheme            = "unsupported scheme (use CONNECT for https)"
 	ReasonResolve           = "cannot resolve host"
 	ReasonUpstream          = "upstream error"
+	ReasonTooManyConns      = "too many connections to the proxy"
 )
 
 // ErrClosed is returned by Serve after Close.
@@ -125,6 +133,7 @@ type Proxy struct {
 	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxBody int64
+	maxConn int
 	audit   func(Entry)
 	ca      *ca
 	tr      *http.Transport
@@ -146,6 +155,7 @@ func New(cfg Config) (*Proxy, error) {
 		resolve:   cfg.Resolve,
 		dial:      cfg.Dial,
 		maxBody:   cfg.MaxBodyBytes,
+		maxConn:   cfg.MaxConns,
 		audit:     cfg.Audit,
 		creds:     map[string]*credential{},
 		listeners: map[net.Listener]struct{}{},
@@ -153,6 +163,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if p.maxBody < 0 {
 		return nil, fmt.Errorf("egress: MaxBodyBytes %d is negative", p.maxBody)
+	}
+	if p.maxConn <= 0 {
+		p.maxConn = DefaultMaxConns
 	}
 	if p.maxBody == 0 {
 		p.maxBody = DefaultMaxBodyBytes
@@ -246,9 +259,13 @@ func (p *Proxy) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !p.track(c) {
+		switch p.track(c) {
+		case trackClosed:
 			c.Close()
 			return ErrClosed
+		case trackFull:
+			p.refuseConn(c)
+			continue
 		}
 		go p.serveConn(c)
 	}
@@ -269,14 +286,37 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-func (p *Proxy) track(c net.Conn) bool {
+// track outcomes.
+const (
+	tracked = iota
+	trackClosed
+	trackFull
+)
+
+// track records an accepted client connection, unless the proxy is closed or already holds
+// maxConn of them.
+func (p *Proxy) track(c net.Conn) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return false
+		return trackClosed
+	}
+	if len(p.conns) >= p.maxConn {
+		return trackFull
 	}
 	p.conns[c] = struct{}{}
-	return true
+	return tracked
+}
+
+// refuseConn answers a client connection over the cap with a 503 and closes it, without
+// waiting for anything: the accept loop must keep up with a flood. (A client that had sent a
+// request may see a reset instead of the answer.)
+func (p *Proxy) refuseConn(c net.Conn) {
+	id := p.connSeq.Add(1)
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	writeRefusal(c, http.StatusServiceUnavailable, ReasonTooManyConns)
+	c.Close()
+	p.record(Entry{Kind: "connection", Conn: id, Decision: "deny", Status: http.StatusServiceUnavailable, Reason: ReasonTooManyConns})
 }
 
 func (p *Proxy) untrack(c net.Conn) {

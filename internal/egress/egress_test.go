@@ -729,3 +729,46 @@ func TestParseHostRule(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionCap: a client connection beyond MaxConns is answered 503 at once and audited,
+// while the open ones keep working; when one closes, there is room again.
+func TestConnectionCap(t *testing.T) {
+	e := newEnv(t, Config{Rules: []Rule{{Host: "api.test"}}, MaxConns: 3})
+	var held []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// The proxy accepts in arrival order, so the three are counted before the fourth.
+	if st, body := e.raw(connectHead("api.test:443")); st != 503 || !strings.Contains(body, ReasonTooManyConns) {
+		t.Fatalf("a fourth connection: %d %q, want 503 %q", st, body, ReasonTooManyConns)
+	}
+	if _, ok := e.lastEntry(func(en Entry) bool {
+		return en.Kind == "connection" && en.Decision == "deny" && en.Status == 503 && en.Reason == ReasonTooManyConns
+	}); !ok {
+		t.Errorf("no audit entry for the refused connection")
+	}
+	// An open connection still works.
+	held[0].SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(held[0], connectHead("api.test:443"))
+	resp, err := http.ReadResponse(bufio.NewReader(held[0]), &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT on a held connection: %v %v", resp, err)
+	}
+	// Room again once one closes (the proxy notices the close a moment later).
+	held[1].Close()
+	c := e.client(testToken)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, _, body, err := e.get(c, "https://api.test/r")
+		if err == nil && st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a connection closed: %d %v %q", st, err, body)
+		}
+	}
+}
