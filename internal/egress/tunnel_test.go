@@ -2,7 +2,9 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -263,4 +265,73 @@ func tlsThroughProxy(t *testing.T, e *env, host string, cfg *tls.Config) tls.Con
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return tc.ConnectionState()
+}
+
+// TestCopyConnBulk: a copy large enough to take a bulk buffer passes every byte in order,
+// counts them, and gives its slot back; with every slot taken, it copies through the small
+// buffer. (Not parallel: it checks the process-wide slots.)
+func TestCopyConnBulk(t *testing.T) {
+	pair := func() (net.Conn, net.Conn) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		a, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
+	}
+	data := make([]byte, 3*bulkAfter+12345)
+	rand.Read(data)
+	copyOnce := func() {
+		t.Helper()
+		srcW, srcR := pair()
+		dstW, dstR := pair()
+		go func() {
+			srcW.Write(data)
+			srcW.Close()
+		}()
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(dstR)
+			got <- b
+		}()
+		n, err := copyConn(dstW, srcR)
+		dstW.Close()
+		if err != nil || n != int64(len(data)) {
+			t.Fatalf("copyConn: %d bytes, %v; want %d", n, err, len(data))
+		}
+		if b := <-got; !bytes.Equal(b, data) {
+			t.Fatalf("copied %d bytes that differ from the %d sent", len(b), len(data))
+		}
+	}
+	copyOnce()
+	if n := len(bulkSlots); n != 0 {
+		t.Errorf("%d bulk slots still taken after the copy", n)
+	}
+	var taken []*[bulkBufSize]byte
+	for range cap(bulkSlots) {
+		b := takeBulk()
+		if b == nil {
+			t.Fatal("a bulk slot was not free")
+		}
+		taken = append(taken, b)
+	}
+	if takeBulk() != nil {
+		t.Fatal("took more bulk buffers than there are slots")
+	}
+	copyOnce()
+	for i := range taken {
+		releaseBulk(&taken[i])
+	}
+	if n := len(bulkSlots); n != 0 {
+		t.Errorf("%d bulk slots still taken", n)
+	}
 }
