@@ -661,10 +661,7 @@ func pseudoElement(s string) (found, known bool) {
 		if double {
 			j++
 		}
-		k := j
-		for k < len(s) && isNameByte(s[k]) {
-			k++
-		}
+		k := nameEnd(s, j)
 		switch name := strings.ToLower(s[j:k]); name {
 		case "before", "after", "first-line", "first-letter":
 			found = true
@@ -684,18 +681,33 @@ func pseudoElement(s string) (found, known bool) {
 	return found, known
 }
 
+// nameEnd is where the name starting at s[k] ends.
+func nameEnd(s string, k int) int {
+	for k < len(s) && isNameByte(s[k]) {
+		k++
+	}
+	return k
+}
+
+// pseudoAt reads the pseudo-class name (lower case) after a ':' at s[i], and where it ends;
+// ok is false when s[i] is not a ':'.
+func pseudoAt(s string, i int) (name string, end int, ok bool) {
+	if s[i] != ':' {
+		return "", i, false
+	}
+	end = nameEnd(s, i+1)
+	return strings.ToLower(s[i+1 : end]), end, true
+}
+
 // nonStandard reports selector syntax that cascadia reads but browsers reject.
 func nonStandard(s string) bool {
 	bad := false
 	eachTopLevel(s, false, func(i int) int {
-		if s[i] != ':' {
+		name, k, ok := pseudoAt(s, i)
+		if !ok {
 			return i
 		}
-		k := i + 1
-		for k < len(s) && isNameByte(s[k]) {
-			k++
-		}
-		switch strings.ToLower(s[i+1 : k]) {
+		switch name {
 		case "contains", "containsown", "matches", "matchesown", "haschild", "input":
 			bad = true
 		}
@@ -713,14 +725,10 @@ func rewriteIs(s string) (out string, where bool) {
 	var b strings.Builder
 	last := 0
 	eachTopLevel(s, false, func(i int) int {
-		if s[i] != ':' {
+		name, k, ok := pseudoAt(s, i)
+		if !ok {
 			return i
 		}
-		k := i + 1
-		for k < len(s) && isNameByte(s[k]) {
-			k++
-		}
-		name := strings.ToLower(s[i+1 : k])
 		if k >= len(s) || s[k] != '(' || name != "is" && name != "where" && name != "-webkit-any" && name != "-moz-any" {
 			return i
 		}
