@@ -1195,3 +1195,57 @@ g stash list && g status --short && g gc -q`)
 		t.Fatalf("git log on the host: %v\n%s", err, out)
 	}
 }
+
+// TestKilledStubLeavesNothing: a command starts processes that leave its process group (a
+// setsid one and a double-forked one), then SIGKILLs the exec stub that runs it, as a command
+// running as the same user can (through the thread the stub started it from, which shares the
+// command's Landlock domain). Its orphans are no longer the stub's to kill; the helper, their
+// subreaper now, kills them before it replies, and spares a command running beside it; the
+// session's next command runs.
+func TestKilledStubLeavesNothing(t *testing.T) {
+	t.Parallel()
+	s := setup(t).start(t)
+	a, b, c := uniqueSleep(), uniqueSleep(), uniqueSleep()
+	besideCtx, stopBeside := context.WithCancel(context.Background())
+	defer stopBeside()
+	beside := make(chan error, 1)
+	go func() {
+		_, err := s.Run(besideCtx, sandbox.Command{Args: []string{"sleep", c}})
+		beside <- err
+	}()
+	waitHostProcs(t, 1, "sleep", c)
+	// Each background process leaves a mark before it becomes the sleep, so the stub is killed
+	// only once both have started.
+	script := `m=/tmp/marks-$$; mkdir $m
+setsid sh -c "touch $m/a; exec sleep ` + a + `" &
+sh -c "(sh -c 'touch $m/b; exec sleep ` + b + `' &)"
+until [ -e $m/a ] && [ -e $m/b ]; do sleep 0.01; done
+for t in /proc/$PPID/task/*; do kill -KILL ${t##*/} 2>/dev/null; done
+sleep 5; echo survived`
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	res, err := s.Run(ctx, sandbox.Command{Args: []string{"sh", "-c", script}, Stdout: &out, Stderr: &out})
+	// Checked at once: dead by the reply, not some time after it.
+	left := append(hostProcs("sleep", a), hostProcs("sleep", b)...)
+	if err == nil || !strings.Contains(err.Error(), "exec stub ended without a result") || res.ExitCode != 126 || strings.Contains(out.String(), "survived") {
+		t.Errorf("a command that killed its stub: %+v, %v, output %q", res, err, out.String())
+	}
+	if len(left) > 0 {
+		t.Errorf("the command's orphans outlived its reply: pids %v", left)
+	}
+	noHostProcs(t, "sleep", a)
+	noHostProcs(t, "sleep", b)
+	if len(hostProcs("sleep", c)) != 1 {
+		t.Errorf("the command running beside it was killed too")
+	}
+	stopBeside()
+	if err := <-beside; !errors.Is(err, context.Canceled) {
+		t.Errorf("the command beside it, canceled: %v", err)
+	}
+
+	r := run(t, s, sandbox.Command{Args: []string{"echo", "ok"}, Timeout: 20 * time.Second})
+	if r.TimedOut || r.ExitCode != 0 || r.stdout != "ok\n" {
+		t.Fatalf("the next command: %+v", r)
+	}
+}

@@ -29,7 +29,13 @@
 // thread it started the command from, which shares the command's domain (and on a kernel
 // without the scoping, through any thread of any stub), so a command can stop its stub: the
 // helper never hands a command to a stub that is stopped or dead, and kills a stopped stub,
-// after what its command started, at the command's timeout or kill request. It is meant to be started only by package bwrap, inside a sandbox:
+// after what its command started, at the command's timeout or kill request. A command can
+// kill its stub too: the helper is the sandbox's child subreaper, so what the command started
+// is then reparented to it, and it kills and reaps every child of its own that is not a live
+// stub (with their descendants) before it replies for that command, and whenever a child
+// exits (reap.go).
+//
+// This package is meant to be started only by package bwrap, inside a sandbox:
 // it trusts its control socket and arguments. It must never start a command when a Landlock
 // ruleset it could build cannot be applied (a kernel without Landlock runs commands without
 // it, and says so in the reply), never hand a command any descriptor but its stdio, never let

@@ -40,6 +40,8 @@ type helper struct {
 	mu   sync.Mutex
 	jobs map[uint64]*job
 
+	stubs stubSet // the live stubs; every other child is an orphan, to kill
+
 	// Idle exec stubs, ready for a command: one is started ahead of the first command (its
 	// start and runtime initialization are then off the command's path), and a stub whose
 	// command ended cleanly comes back for the next one. A command takes the most recently
@@ -64,7 +66,8 @@ const spareDelay = 50 * time.Millisecond
 type stubProc struct {
 	cmd  *exec.Cmd
 	conn *Conn
-	seq  uint64 // of its last command
+	seq  uint64   // of its last command
+	set  *stubSet // it was started in
 }
 
 type job struct {
@@ -86,6 +89,11 @@ func helperMain(args []string) error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
 	}
+	// A command can kill its stub (see doc.go): what it started then comes to us, not to the
+	// sandbox's init, and we kill it (stubSet.sweep).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
 	if len(args) != 1 {
 		return errors.New("want one argument: the session configuration")
 	}
@@ -105,6 +113,7 @@ func helperMain(args []string) error {
 		return err
 	}
 	h := &helper{conn: conn, cfg: cfg, exe: exe, jobs: map[uint64]*job{}}
+	go h.stubs.watch()
 	// The spare, and with it every stub, goes when the helper does.
 	defer h.stopSpares()
 	h.allowSpares()
@@ -217,7 +226,8 @@ func (h *helper) overdue(j *job) {
 
 // force kills j's stub outright, unless j is done, and with it everything its command left:
 // the stub's descendants are killed first, while the stub (the command's subreaper, even when
-// stopped) still holds them; killed after it they would be reparented out of reach.
+// stopped) still holds them; what escapes that (it forked meanwhile) is reparented to the
+// helper when the stub dies, and swept before the reply (see runStub).
 func (h *helper) force(j *job, timedOut bool) {
 	h.mu.Lock()
 	if j.done || j.forced {
@@ -295,7 +305,10 @@ func (h *helper) runStub(j *job, run Run, stdio []*os.File) Reply {
 
 	if rerr != nil {
 		st.conn.Close() // a stub still waiting for requests sees the end and exits
-		werr := st.cmd.Wait()
+		werr := h.stubs.wait(st.cmd)
+		// The stub died (a command can kill it) or hung without reaping what its command
+		// started: that is reparented to us now, and dies before the reply.
+		h.stubs.sweep()
 		if forced && timedOut {
 			return Reply{Exit: 128 + int(syscall.SIGKILL), Signal: "SIGKILL", TimedOut: true}
 		}
@@ -333,11 +346,11 @@ func (h *helper) startStub() (*stubProc, error) {
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := h.stubs.start(cmd); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return &stubProc{cmd: cmd, conn: conn}, nil
+	return &stubProc{cmd: cmd, conn: conn, set: &h.stubs}, nil
 }
 
 // healthy reports whether the stub is alive and not stopped: a command running as the same
@@ -379,45 +392,13 @@ func killDescendants(pid int) {
 	}
 }
 
-// descendants lists the live (not zombie) processes descended from pid, from /proc (the
-// sandbox's own pid namespace, so a short list).
+// descendants lists the live (not zombie) processes descended from pid.
 func descendants(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	kids := map[int][]int{}
-	live := map[int]bool{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		kids[ppid] = append(kids[ppid], p)
-		live[p] = f[0] != "Z" && f[0] != "X"
-	}
 	var out []int
-	queue := kids[pid]
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if live[p] {
-			out = append(out, p)
+	for _, p := range descendantsIn(scanProcs(), pid) {
+		if p.live() {
+			out = append(out, p.pid)
 		}
-		queue = append(queue, kids[p]...)
 	}
 	return out
 }
@@ -425,14 +406,14 @@ func descendants(pid int) []int {
 // stop kills a stub that is not running a command, and reaps it.
 func (st *stubProc) stop() {
 	_ = st.cmd.Process.Kill()
-	_ = st.cmd.Wait()
+	_ = st.set.wait(st.cmd)
 	st.conn.Close()
 }
 
 // finish lets a stub that is not running a command exit (its socket closes), and reaps it.
 func (st *stubProc) finish() {
 	st.conn.Close()
-	_ = st.cmd.Wait()
+	_ = st.set.wait(st.cmd)
 }
 
 // takeStub returns an idle stub, or the one being started for idle, or a new one. An idle
