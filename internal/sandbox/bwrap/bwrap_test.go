@@ -824,22 +824,7 @@ func TestCrashedKeepupLeavesNothing(t *testing.T) {
 	t.Parallel()
 	state, grant := t.TempDir(), t.TempDir()
 	n := uniqueSleep()
-	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	child.Env = append(os.Environ(), "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant, "BWRAP_TEST_CRASH_SLEEP="+n)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		child.Process.Kill()
-		child.Wait()
-		t.Fatalf("child: %q, %v", buf, err)
-	}
+	child := startCrashChild(t, "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant, "BWRAP_TEST_CRASH_SLEEP="+n)
 	waitHostProcs(t, 1, "sleep", n)
 	if _, err := os.Lstat(filepath.Join(grant, ".claude")); err != nil {
 		t.Fatalf("no placeholder while the session runs: %v", err)
@@ -891,6 +876,29 @@ func stateEntries(dir string) []string {
 	return names
 }
 
+// startCrashChild starts this test binary as TestCrashChild with env added, and returns once
+// it says its session is ready.
+func startCrashChild(t *testing.T, env ...string) *exec.Cmd {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	child.Env = append(os.Environ(), env...)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child: %q, %v", buf, err)
+	}
+	return child
+}
+
 // TestCrashChild is the keepup that crashes, run by TestCrashedKeepupLeavesNothing.
 func TestCrashChild(t *testing.T) {
 	state := os.Getenv("BWRAP_TEST_CRASH_STATE")
@@ -931,23 +939,8 @@ func TestOrphanedCgroupsAreSwept(t *testing.T) {
 	state, grant := t.TempDir(), t.TempDir()
 	n := uniqueSleep()
 	id := "orphan-" + n
-	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	child.Env = append(os.Environ(), "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant,
+	child := startCrashChild(t, "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant,
 		"BWRAP_TEST_CRASH_SLEEP="+n, "BWRAP_TEST_CRASH_ID="+id)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		child.Process.Kill()
-		child.Wait()
-		t.Fatalf("child: %q, %v", buf, err)
-	}
 	waitHostProcs(t, 1, "sleep", n)
 	child.Process.Kill()
 	child.Wait()
