@@ -225,7 +225,8 @@ func New(cfg Config) (*Proxy, error) {
 // CAPEM is the session CA's certificate in PEM, for the sandbox's trust store.
 func (p *Proxy) CAPEM() []byte { return append([]byte(nil), p.ca.pem...) }
 
-// Serve accepts proxy clients on l until l fails or Close is called (then ErrClosed).
+// Serve accepts proxy clients on l until l is closed (then net.ErrClosed) or Close is called
+// (then ErrClosed). Other accept errors (EMFILE and the like) are waited out.
 func (p *Proxy) Serve(l net.Listener) error {
 	p.mu.Lock()
 	if p.closed {
@@ -250,13 +251,14 @@ func (p *Proxy) Serve(l net.Listener) error {
 			if closed {
 				return ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Anything else (EMFILE, a timeout, a connection aborted before it was accepted)
+			// passes: a sandbox's only way out must not end because keepup ran short once.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		switch p.track(c) {

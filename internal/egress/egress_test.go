@@ -15,8 +15,11 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -770,5 +773,56 @@ func TestConnectionCap(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after a connection closed: %d %v %q", st, err, body)
 		}
+	}
+}
+
+// flakyListener fails its first n accepts with EMFILE, as a process out of descriptors does.
+type flakyListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestServeWaitsOutAcceptErrors: accept errors other than a closed listener do not end Serve
+// (a sandbox's only way out), and closing the listener does.
+func TestServeWaitsOutAcceptErrors(t *testing.T) {
+	p, err := New(Config{Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &flakyListener{Listener: inner}
+	l.n.Store(3)
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(l) }()
+	c, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, "GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusProxyAuthRequired {
+		t.Fatalf("after three failed accepts: %v %v, want 407 from a proxy still serving", resp, err)
+	}
+	inner.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Serve after its listener closed: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its listener closed")
 	}
 }
