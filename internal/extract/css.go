@@ -549,7 +549,7 @@ func parseSelectors(sels []string, quirks bool) (ps []parsedSel, ok bool) {
 			ok = ok && known
 			continue
 		}
-		text, where := rewriteIs(s)
+		text, where := rewriteIs(dropSensitiveFlag(s))
 		if quirks {
 			text = foldClassSelectors(text)
 		}
@@ -679,6 +679,43 @@ func pseudoElement(s string) (found, known bool) {
 		return k
 	})
 	return found, known
+}
+
+// dropSensitiveFlag removes the "s" (case-sensitive) flag from the attribute selectors of s:
+// cascadia rejects it, and without it an attribute value is matched case-sensitively anyway
+// (but for the few attributes HTML compares case-insensitively, where s matches less).
+func dropSensitiveFlag(s string) string {
+	var b strings.Builder
+	last := 0
+	inAttr := false
+	for i := 0; i < len(s); {
+		switch c := s[i]; {
+		case c == '"' || c == '\'':
+			i = skipString(s, i)
+			continue
+		case c == '\\':
+			i += 2
+			continue
+		case c == '[':
+			inAttr = true
+		case c == ']' && inAttr:
+			inAttr = false
+			j := i
+			for j > 0 && isHTMLSpace(rune(s[j-1])) {
+				j--
+			}
+			if j >= 2 && (s[j-1] == 's' || s[j-1] == 'S') && isHTMLSpace(rune(s[j-2])) {
+				b.WriteString(s[last : j-1])
+				last = i
+			}
+		}
+		i++
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // nameEnd is where the name starting at s[k] ends.
