@@ -22,7 +22,11 @@ func htmlText(data []byte) Result {
 	data = bytes.ReplaceAll(data, []byte{0}, nil)
 	doc, err := html.ParseWithOptions(bytes.NewReader(data), html.ParseOptionEnableScripting(true))
 	if err != nil || doc == nil {
-		return plainText(data) // html.Parse fails only on reader errors; be safe anyway
+		// The parser refuses a document nested beyond its limit (512 open elements): no page
+		// needs that, and nothing of its styles can be checked, so all of it counts as hidden.
+		w := newWriter()
+		w.hide(plainText(data).Text)
+		return w.result()
 	}
 	return walkHTML(doc, collectSheet(doc))
 }
@@ -142,9 +146,12 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 		return
 	}
 	if depth > maxHTMLDepth {
+		// Styles are not checked this deep (a rule matching here could hide it): no page
+		// needs such nesting, so what is in it counts as hidden.
 		var sub strings.Builder
 		h.collect(n, &sub, 0)
-		w.text(strings.Join(strings.Fields(sub.String()), " "))
+		w.hide(sub.String())
+		w.flushHidden()
 		return
 	}
 	level := headingLevel(n.DataAtom)

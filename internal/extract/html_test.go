@@ -451,3 +451,25 @@ func TestHTMLHiddenLink(t *testing.T) {
 		t.Fatalf("got %q, want %q", r.Text, want)
 	}
 }
+
+// TestHTMLDeepNesting: text nested deeper than styles are checked, or than the parser takes,
+// counts as hidden (a class rule could hide it there); nesting within the limit is read as
+// usual.
+func TestHTMLDeepNesting(t *testing.T) {
+	t.Parallel()
+	nest := func(n int, inner string) string {
+		return `<style>.h{display:none}</style>` + strings.Repeat("<div>", n) + inner + strings.Repeat("</div>", n)
+	}
+	checkHidden(t, nest(100, `<span class="h">SECRET</span>`), true)
+	checkHidden(t, nest(100, `<span>SECRET</span>`), false)
+	checkHidden(t, nest(maxHTMLDepth+20, `<span class="h">SECRET</span>`), true)
+	checkHidden(t, nest(maxHTMLDepth+20, `<span>SECRET</span>`), true)
+	// Beyond the parser's limit the document is refused: all of it is hidden text.
+	r, err := Text("p.html", []byte(`<p>Before</p>`+nest(1000, `<span class="h">SECRET</span>`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hidden == 0 || !strings.HasPrefix(r.Text, "[hidden text: ") || strings.Count(r.Text, "SECRET") != 1 {
+		t.Fatalf("a document the parser refuses: Hidden=%d %.200q", r.Hidden, r.Text)
+	}
+}
