@@ -21,8 +21,9 @@ const (
 )
 
 // pdfText returns the text of each page, preceded by "--- page N ---". Text drawn
-// invisibly (render mode 3 or 7), in white (fill, or stroke for stroke-only modes) or at an
-// effective size of at most one point is emitted as "[hidden text: ...]".
+// invisibly (render mode 3 or 7), in white (fill, or stroke for stroke-only modes), at an
+// effective size of at most one point, or entirely outside the page's visible box (CropBox,
+// else MediaBox) is emitted as "[hidden text: ...]".
 //
 // Parsing (cross-reference tables and streams, object streams, filters, font encodings and
 // ToUnicode maps) is github.com/ledongthuc/pdf; the content-stream interpretation that
@@ -139,6 +140,49 @@ func inherited(page pdf.Value, key string) pdf.Value {
 	return pdf.Value{}
 }
 
+// pageBox is the visible area of page: its CropBox, else its MediaBox (both inheritable),
+// as [llx lly urx ury]; false when it has neither, or a malformed one.
+func pageBox(page pdf.Value) ([4]float64, bool) {
+	for _, key := range []string{"CropBox", "MediaBox"} {
+		a := inherited(page, key)
+		if a.Kind() != pdf.Array || a.Len() != 4 {
+			continue
+		}
+		var b [4]float64
+		ok := true
+		for i := range b {
+			switch v := a.Index(i); v.Kind() {
+			case pdf.Integer:
+				b[i] = float64(v.Int64())
+			case pdf.Real:
+				b[i] = v.Float64()
+			default:
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		b = [4]float64{min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])}
+		if b[2]-b[0] > 1 && b[3]-b[1] > 1 {
+			return b, true
+		}
+	}
+	return [4]float64{}, false
+}
+
+// offPage reports whether text of n characters, drawn at effective size eff from the origin
+// of m, lies entirely outside box. It errs towards on the page: a glyph is taken to be up to
+// one em wide and to reach one em above and below its baseline, and a rotated or skewed text
+// matrix is never off the page.
+func offPage(box [4]float64, m mat, eff float64, n int) bool {
+	if m[1] != 0 || m[2] != 0 || m[0] < 0 || m[3] < 0 {
+		return false
+	}
+	x, y := m[4], m[5]
+	return x > box[2] || x+float64(n)*eff < box[0] || y-eff > box[3] || y+eff < box[1]
+}
+
 type mat [6]float64
 
 var identity = mat{1, 0, 0, 1, 0, 0}
@@ -219,6 +263,7 @@ func pdfPage(w *writer, page pdf.Value, budget *int64) (err error) {
 		return e
 	}
 
+	box, boxed := pageBox(page)
 	gs := gstate{ctm: identity}
 	var saved []gstate
 	tm, tlm := identity, identity
@@ -254,7 +299,7 @@ func pdfPage(w *writer, page pdf.Value, budget *int64) (err error) {
 		if gs.render == 1 || gs.render == 5 {
 			white = gs.strokeWhite
 		}
-		if gs.render == 3 || gs.render == 7 || white || eff <= 1 {
+		if gs.render == 3 || gs.render == 7 || white || eff <= 1 || boxed && offPage(box, m, eff, len([]rune(s))) {
 			w.hide(s)
 		} else {
 			w.text(s)

@@ -80,6 +80,11 @@ func TestPDFHidden(t *testing.T) {
 		{"white-cmyk", "0 0 0 0 k"},
 		{"tiny-font", "/F1 1 Tf"},
 		{"tiny-by-matrix", "0.05 0 0 0.05 72 600 Tm"},
+		{"off-page-right", "1000 0 Td"},
+		{"off-page-left", "-3000 0 Td"},
+		{"off-page-above", "0 1000 Td"},
+		{"off-page-below", "0 -700 Td"},
+		{"off-page-by-ctm", "ET 1 0 0 1 0 5000 cm BT /F1 12 Tf"},
 	}
 	for _, c := range cases {
 		for _, flate := range []bool{false, true} {
@@ -102,6 +107,13 @@ func TestPDFHidden(t *testing.T) {
 	r, err := Text("x.pdf", makePDF(t, false, "BT /F1 12 Tf 72 700 Td q 1 1 1 rg (white) Tj Q 0 -20 Td (black) Tj ET"))
 	if err != nil || r.Text != "--- page 1 ---\n[hidden text: white]\nblack" {
 		t.Fatalf("q/Q: %q %v", r.Text, err)
+	}
+	// Text that reaches into the page, or drawn through a flipped matrix, stays visible.
+	for _, ops := range []string{"-30 700 Td", "1 0 0 -1 72 -100 Tm", "72 795 Td"} {
+		r, _ = Text("x.pdf", makePDF(t, false, "BT /F1 12 Tf "+ops+" (edge) Tj ET"))
+		if r.Text != "--- page 1 ---\nedge" {
+			t.Errorf("%s: %q", ops, r.Text)
+		}
 	}
 	// Dark text stays visible.
 	r, _ = Text("x.pdf", makePDF(t, false, "BT /F1 12 Tf 0.2 0.2 0.2 rg 0 Tr 72 700 Td (dark) Tj ET"))
