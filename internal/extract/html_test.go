@@ -70,6 +70,15 @@ func TestHTMLHidden(t *testing.T) {
 		{"comment", `<!-- SECRET -->`},
 		{"input-hidden", `<input type="hidden" name="n" value="SECRET">`},
 		{"nested", `<div style="display:none"><p>SECRET</p></div>`},
+		{"scale-tiny", `<span style="display:inline-block;transform:scale(0.01)">SECRET</span>`},
+		{"scale-y-zero", `<span style="transform:rotate(2deg) scaleY(0)">SECRET</span>`},
+		{"matrix-tiny", `<span style="transform:matrix(0.02,0,0,0.02,0,0)">SECRET</span>`},
+		{"scale-property", `<span style="scale:1 0.05">SECRET</span>`},
+		{"translate-property", `<span style="translate:-5000px 0">SECRET</span>`},
+		{"zoom", `<span style="zoom:5%">SECRET</span>`},
+		{"blur", `<span style="filter:blur(12px)">SECRET</span>`},
+		{"contrast-zero", `<span style="filter:contrast(0)">SECRET</span>`},
+		{"visually-hidden", `<span style="position:absolute;width:1px;height:1px;overflow:hidden;clip:auto">SECRET</span>`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -95,6 +104,11 @@ func TestHTMLHidden(t *testing.T) {
 		`<span style="opacity:0.9">SHOWN</span>`,
 		`<div style="display:block">SHOWN</div>`,
 		`<span aria-hidden="false">SHOWN</span>`,
+		`<span style="transform:scale(0.9) scale3d(1,1,0)">SHOWN</span>`,
+		`<span style="transform:matrix(1,0,0,1,10,10)">SHOWN</span>`,
+		`<span style="scale:0.5;zoom:80%;translate:10px">SHOWN</span>`,
+		`<span style="filter:blur(1px) contrast(1.2)">SHOWN</span>`,
+		`<span style="width:1px;height:1px">SHOWN</span>`,
 	} {
 		r, _ := Text("p.html", []byte(`<body>`+v+`</body>`))
 		if r.Text != "SHOWN" || r.Hidden != 0 {

@@ -65,7 +65,17 @@ var hidingProps = []string{
 	"display", "visibility", "content-visibility", "opacity", "filter", "font-size", "color",
 	"-webkit-text-fill-color",
 	"left", "top", "right", "text-indent", "margin-left", "margin-top", "margin", "inset",
-	"clip", "clip-path", "transform", "height", "width", "max-height", "max-width",
+	"clip", "clip-path", "transform", "scale", "translate", "zoom", "height", "width", "max-height",
+	"max-width",
+}
+
+// tinyScale is the largest scale factor (transform, scale, zoom) taken to make text unreadable.
+const tinyScale = 0.1
+
+// tinyFactor reports whether a scale factor (a number, or a percentage) is at most tinyScale.
+func tinyFactor(a string) (tiny, ok bool) {
+	f, ok := cssNumber(a, 0.01)
+	return ok && math.Abs(f) <= tinyScale, ok
 }
 
 // hiddenBy reports whether the element n, in context ctx, is hidden from a reader, and
@@ -346,9 +356,19 @@ func hideCheck(prop, v string, box boxState) (hide, known bool) {
 		}
 		return false, cssColor(v) != "" || v == "currentcolor"
 	case "filter":
-		for _, args := range cssFuncArgs(v, "opacity") {
+		// opacity(0), contrast(0) (one flat grey), or a blur that leaves no letter readable.
+		for _, fn := range []string{"opacity", "contrast"} {
+			for _, args := range cssFuncArgs(v, fn) {
+				if len(args) == 1 {
+					if f, ok := cssNumber(args[0], 0.01); ok && f <= 0.05 {
+						return true, true
+					}
+				}
+			}
+		}
+		for _, args := range cssFuncArgs(v, "blur") {
 			if len(args) == 1 {
-				if f, ok := cssNumber(args[0], 0.01); ok && f <= 0.05 {
+				if px, ok := cssNumber(args[0], 0.16); ok && px >= 5 {
 					return true, true
 				}
 			}
@@ -375,9 +395,32 @@ func hideCheck(prop, v string, box boxState) (hide, known bool) {
 		return strings.HasPrefix(r, "inset(50%") || strings.HasPrefix(r, "inset(100%") ||
 			r == "circle(0)" || r == "circle(0px)" || r == "circle(0%)", true
 	case "transform":
-		for _, f := range []string{"scale(0", "scalex(0", "scaley(0"} {
-			if i := strings.Index(v, f); i >= 0 && !strings.HasPrefix(v[i+len(f):], ".") {
-				return true, true
+		for _, f := range []string{"scale", "scalex", "scaley", "scale3d"} {
+			for _, args := range cssFuncArgs(v, f) {
+				for i, a := range args {
+					if f == "scale3d" && i == 2 {
+						break // the z factor leaves the text as it is
+					}
+					if tiny, _ := tinyFactor(a); tiny {
+						return true, true
+					}
+				}
+			}
+		}
+		// matrix(a, b, c, d, e, f): a tiny x or y axis, or a far-off translation.
+		for _, args := range cssFuncArgs(v, "matrix") {
+			if len(args) == 6 {
+				var m [6]float64
+				ok := true
+				for i, a := range args {
+					m[i], ok = cssNumber(a, 0.16)
+					if !ok {
+						break
+					}
+				}
+				if ok && (math.Hypot(m[0], m[1]) <= tinyScale || math.Hypot(m[2], m[3]) <= tinyScale || m[4] <= -1000 || m[5] <= -1000) {
+					return true, true
+				}
 			}
 		}
 		for _, f := range []string{"translate", "translatex", "translatey", "translate3d"} {
@@ -390,9 +433,43 @@ func hideCheck(prop, v string, box boxState) (hide, known bool) {
 			}
 		}
 		return false, true
+	case "scale":
+		if v == "none" {
+			return false, true
+		}
+		fs := splitSpaces(v)
+		for i, f := range fs {
+			if i == 2 {
+				break // the z factor
+			}
+			tiny, ok := tinyFactor(f)
+			if !ok {
+				return false, false
+			}
+			if tiny {
+				return true, true
+			}
+		}
+		return false, true
+	case "translate":
+		if v == "none" {
+			return false, true
+		}
+		for _, f := range splitSpaces(v) {
+			if px, ok := cssNumber(f, 0.16); ok && px <= -1000 {
+				return true, true
+			}
+		}
+		return false, true
+	case "zoom":
+		if v == "normal" || v == "reset" {
+			return false, true
+		}
+		return tinyFactor(v)
 	case "height", "width", "max-height", "max-width":
+		// Zero, or the 1px box of the "visually hidden" pattern, with overflow hidden.
 		px, ok := cssNumber(v, 0.16)
-		return ok && px == 0 && box.overflowHidden, ok || v == "auto" || v == "none"
+		return ok && px <= 1 && box.overflowHidden, ok || v == "auto" || v == "none"
 	}
 	return false, true
 }
