@@ -687,30 +687,20 @@ func pseudoElement(s string) (found, known bool) {
 func dropSensitiveFlag(s string) string {
 	var b strings.Builder
 	last := 0
-	inAttr := false
-	for i := 0; i < len(s); {
-		switch c := s[i]; {
-		case c == '"' || c == '\'':
-			i = skipString(s, i)
-			continue
-		case c == '\\':
-			i += 2
-			continue
-		case c == '[':
-			inAttr = true
-		case c == ']' && inAttr:
-			inAttr = false
-			j := i
-			for j > 0 && isHTMLSpace(rune(s[j-1])) {
-				j--
-			}
-			if j >= 2 && (s[j-1] == 's' || s[j-1] == 'S') && isHTMLSpace(rune(s[j-2])) {
-				b.WriteString(s[last : j-1])
-				last = i
-			}
+	eachTopLevel(s, false, func(i int) int {
+		if s[i] != ']' {
+			return i
 		}
-		i++
-	}
+		j := i
+		for j > 0 && isHTMLSpace(rune(s[j-1])) {
+			j--
+		}
+		if j >= 2 && (s[j-1] == 's' || s[j-1] == 'S') && isHTMLSpace(rune(s[j-2])) {
+			b.WriteString(s[last : j-1])
+			last = i
+		}
+		return i
+	})
 	if last == 0 {
 		return s
 	}
