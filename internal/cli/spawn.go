@@ -127,18 +127,9 @@ func sameGrants(gs []task.Grant, sess *scope.Session) bool {
 // reopenSession opens the session of a task record as it was created: its grants, outputs and
 // uploads, copying nothing.
 func reopenSession(t *task.Task, home string) (*scope.Session, error) {
-	var grants []scope.Grant
-	uploads := ""
-	for _, g := range t.Grants {
-		switch g.Name {
-		case scope.OutputsName:
-		case scope.UploadsName:
-			uploads = g.Path
-		default:
-			grants = append(grants, scope.Grant{Name: g.Name, Path: g.Path, Mode: scope.Mode(g.Mode)})
-		}
-	}
-	sess, err := scope.Open(scope.Config{ID: t.Session, Grants: grants, Outputs: t.Outputs, UploadsDir: uploads, Reopen: true, Home: home})
+	cfg := t.SessionConfig()
+	cfg.Home = home
+	sess, err := scope.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", t.ID, err)
 	}

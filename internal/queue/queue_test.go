@@ -85,18 +85,7 @@ func (rt *testRuntime) Prepare(ctx context.Context, req TaskRequest, id string) 
 }
 
 func (rt *testRuntime) Open(ctx context.Context, t *task.Task) (agent.Config, func(), error) {
-	var grants []scope.Grant
-	uploads := ""
-	for _, g := range t.Grants {
-		switch g.Name {
-		case scope.OutputsName:
-		case scope.UploadsName:
-			uploads = g.Path
-		default:
-			grants = append(grants, scope.Grant{Name: g.Name, Path: g.Path, Mode: scope.Mode(g.Mode)})
-		}
-	}
-	sess, err := scope.Open(scope.Config{ID: t.Session, Grants: grants, Outputs: t.Outputs, UploadsDir: uploads, Reopen: true})
+	sess, err := scope.Open(t.SessionConfig())
 	if err != nil {
 		return agent.Config{}, nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/keepup/keepup/internal/scope"
 )
 
 // State is a task's lifecycle state.
@@ -181,6 +183,23 @@ type Grant struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	Mode string `json:"mode"`
+}
+
+// SessionConfig is the configuration that reopens t's session as it was created: its grants,
+// outputs and uploads, copying nothing (the caller sets Home).
+func (t *Task) SessionConfig() scope.Config {
+	var grants []scope.Grant
+	uploads := ""
+	for _, g := range t.Grants {
+		switch g.Name {
+		case scope.OutputsName:
+		case scope.UploadsName:
+			uploads = g.Path
+		default:
+			grants = append(grants, scope.Grant{Name: g.Name, Path: g.Path, Mode: scope.Mode(g.Mode)})
+		}
+	}
+	return scope.Config{ID: t.Session, Grants: grants, Outputs: t.Outputs, UploadsDir: uploads, Reopen: true}
 }
 
 // Usage is a task's token use.
