@@ -305,24 +305,7 @@ func childrenOf(pid int) []int {
 		}
 		return kids
 	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		st := string(b)
-		i := strings.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		if f := strings.Fields(st[i+1:]); len(f) >= 2 && f[1] == strconv.Itoa(pid) {
-			if k, err := strconv.Atoi(e.Name()); err == nil {
-				kids = append(kids, k)
-			}
-		}
-	}
-	return kids
+	return inside.ProcChildren(pid)
 }
 
 // startError says why bwrap exited before the helper was ready.

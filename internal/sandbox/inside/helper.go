@@ -1,7 +1,6 @@
 package inside
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -364,16 +363,8 @@ func (st *stubProc) healthy() bool {
 
 // procState is the state of process pid (R, S, D, T, t, Z...) from /proc/PID/stat.
 func procState(pid int) (byte, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// pid (comm) state ...; comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, false
-	}
-	return b[i+2], true
+	state, _, ok := procStat(pid)
+	return state, ok
 }
 
 // killDescendants kills every process descended from pid, round after round until none is

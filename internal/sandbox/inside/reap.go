@@ -122,23 +122,40 @@ func scanProcs() map[int][]proc {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
+		if state, ppid, ok := procStat(pid); ok {
+			kids[ppid] = append(kids[ppid], proc{pid: pid, state: state})
 		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 || len(f[0]) != 1 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		kids[ppid] = append(kids[ppid], proc{pid: pid, state: f[0][0]})
 	}
 	return kids
+}
+
+// ProcChildren lists the children of pid from /proc (without CONFIG_PROC_CHILDREN's list).
+func ProcChildren(pid int) []int {
+	var out []int
+	for _, p := range scanProcs()[pid] {
+		out = append(out, p.pid)
+	}
+	return out
+}
+
+// procStat reads the state (R, S, D, T, t, Z...) and the parent of process pid from
+// /proc/PID/stat.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0][0], ppid, err == nil
 }
 
 // descendantsIn lists the processes descended from pid in procs, parents first.
