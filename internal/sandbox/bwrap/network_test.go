@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,12 +208,15 @@ func TestEgressBridge(t *testing.T) {
 					t.Errorf("direct connection to the host's %s succeeded: %q", addr, r.stdout)
 				}
 			}
-			// The proxy address is listened on, by no process inside: the listener is the
-			// backend's, so nothing inside can close it, and take the address over.
-			owners := mustSh(t, s, `ino=$(awk '$2 == "0100007F:0C38" && $4 == "0A" {print $10}' /proc/net/tcp)
-echo "inode=$ino"; for f in /proc/[0-9]*/fd/*; do [ "$(readlink "$f" 2>/dev/null)" = "socket:[$ino]" ] && echo "held by $f"; done; true`)
-			if !strings.HasPrefix(owners, "inode=") || strings.TrimSpace(owners) == "inode=" || strings.Contains(owners, "held by") {
-				t.Errorf("the proxy listener inside: %q", owners)
+			// The proxy address is listened on by the backend (this process) alone: no process
+			// of the sandbox holds the listener, so nothing inside can close it and take the
+			// address over. (Looked up from the host: inside, the helper's descriptors are not
+			// readable.)
+			ino := strings.TrimSpace(mustSh(t, s, `awk '$2 == "0100007F:0C38" && $4 == "0A" {print $10}' /proc/net/tcp`))
+			if ino == "" {
+				t.Errorf("nothing listens on %s inside", bwrap.ProxyAddr)
+			} else if holders := socketHolders(t, ino); len(holders) != 1 || holders[0] != os.Getpid() {
+				t.Errorf("the proxy listener (socket:[%s]) is held by processes %v, want only the backend %d", ino, holders, os.Getpid())
 			}
 			// No DNS.
 			if r := sh(t, s, "getent hosts allowed.test || getent hosts example.com || echo NODNS"); strings.TrimSpace(r.stdout) != "NODNS" {
@@ -325,6 +329,31 @@ func TestEgressBridgeLeaksNothing(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// socketHolders lists the host processes with a descriptor on socket inode ino.
+func socketHolders(t *testing.T, ino string) []int {
+	t.Helper()
+	want := "socket:[" + ino + "]"
+	var pids []int
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); l == want {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
 }
 
 func goroutines() string {
