@@ -34,19 +34,10 @@ type Limits struct {
 
 // Network says what the sandbox may reach. The zero value is no network but its own loopback.
 type Network struct {
-	// ProxySocket, when set, is a host Unix socket the egress proxy listens on; the backend
-	// makes it reachable inside (the egress issue's seam). Empty (and no Dial): no network at
-	// all.
-	ProxySocket string
-	// Dial, when set, connects to the session's egress proxy on the host; it takes precedence
-	// over ProxySocket. The backend calls it once per connection a command opens to the proxy
-	// address inside the sandbox, and copies between the two.
-	Dial func(ctx context.Context) (net.Conn, error)
-	// Serve, when set, is the egress proxy itself; it takes precedence over Dial and
-	// ProxySocket. The backend calls it once with a listener on the proxy address inside the
-	// sandbox (a socket of the sandbox's network namespace, accepted on the host), which it
-	// closes when the session ends; Serve returns when the listener fails. The commands'
-	// connections then reach the proxy with no copy in between.
+	// Serve, when set, is the session's egress proxy: the backend calls it once with a listener
+	// on the proxy address inside the sandbox (a socket of the sandbox's network namespace,
+	// accepted on the host), and closes the listener when the session ends or Serve returns.
+	// Serve returns when the listener fails. Nil: no network at all.
 	Serve func(l net.Listener) error
 	// ProxyToken is the proxy's per-session token; commands find it in the proxy URL of their
 	// environment (HTTP_PROXY and the rest, set by the backend).
@@ -60,7 +51,7 @@ type Network struct {
 }
 
 // Enabled reports whether the sandbox reaches an egress proxy.
-func (n *Network) Enabled() bool { return n.Serve != nil || n.Dial != nil || n.ProxySocket != "" }
+func (n *Network) Enabled() bool { return n.Serve != nil }
 
 // Spec describes one session's sandbox.
 type Spec struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -732,9 +733,10 @@ func TestStartErrors(t *testing.T) {
 		"dest over /etc":  func(s *sandbox.Spec) { s.Mounts[0].Dest = "/etc" },
 		"unclean dest":    func(s *sandbox.Spec) { s.Mounts[0].Dest = "/sessions/../etc" },
 		"protect escapes": func(s *sandbox.Spec) { s.Mounts[0].Protect = []string{"../x"} },
-		"relative proxy":  func(s *sandbox.Spec) { s.Network.ProxySocket = "proxy.sock" },
 		"token, no proxy": func(s *sandbox.Spec) { s.Network.ProxyToken = "t" },
-		"spaced token":    func(s *sandbox.Spec) { s.Network.ProxySocket, s.Network.ProxyToken = "/p.sock", "a b" },
+		"spaced token": func(s *sandbox.Spec) {
+			s.Network.Serve, s.Network.ProxyToken = func(net.Listener) error { return nil }, "a b"
+		},
 	} {
 		spec := tb.spec
 		spec.Mounts = append([]sandbox.Mount(nil), tb.spec.Mounts...)

@@ -78,7 +78,7 @@ func TestJavaTrustsTheSessionCA(t *testing.T) {
 		t.Run(java, func(t *testing.T) {
 			t.Parallel()
 			tb := setup(t)
-			tb.spec.Network = f.network("serve")
+			tb.spec.Network = f.network()
 			if err := os.WriteFile(filepath.Join(tb.rw, "Fetch.java"), []byte(fetchJava), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ export JAVA_TOOL_OPTIONS; exec "$1" Fetch.java "$2"`)
 	t.Run("read-only", func(t *testing.T) {
 		t.Parallel()
 		tb := setup(t)
-		tb.spec.Network = f.network("serve")
+		tb.spec.Network = f.network()
 		s := tb.start(t)
 		r := sh(t, s, "test -s "+bwrap.JavaTrustStore+" && ! (: >>"+bwrap.JavaTrustStore+") 2>/dev/null && echo OK")
 		if strings.TrimSpace(r.stdout) != "OK" {

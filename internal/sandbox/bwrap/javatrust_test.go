@@ -263,7 +263,7 @@ func TestDERSequence(t *testing.T) {
 // and password it was written with.
 func TestJavaOptionsNameTheTrustStore(t *testing.T) {
 	t.Parallel()
-	opts := " " + proxyEnv(&sandbox.Network{ProxySocket: "/p.sock", ProxyToken: "t"})["JAVA_TOOL_OPTIONS"] + " "
+	opts := " " + proxyEnv(&sandbox.Network{ProxyToken: "t"})["JAVA_TOOL_OPTIONS"] + " "
 	for _, o := range []string{"-Djavax.net.ssl.trustStore=" + JavaTrustStore, "-Djavax.net.ssl.trustStoreType=JKS",
 		"-Djavax.net.ssl.trustStorePassword=" + JavaTrustStorePassword} {
 		if !strings.Contains(opts, " "+o+" ") {

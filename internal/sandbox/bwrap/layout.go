@@ -125,9 +125,6 @@ func validateSpec(spec *sandbox.Spec) error {
 	if spec.Workdir != "" && !path.IsAbs(spec.Workdir) {
 		return fmt.Errorf("bwrap: Spec.Workdir %q is not absolute", spec.Workdir)
 	}
-	if spec.Network.ProxySocket != "" && spec.Network.Dial == nil && spec.Network.Serve == nil && !filepath.IsAbs(spec.Network.ProxySocket) {
-		return fmt.Errorf("bwrap: Spec.Network.ProxySocket %q is not absolute", spec.Network.ProxySocket)
-	}
 	if !spec.Network.Enabled() && (spec.Network.ProxyToken != "" || len(spec.Network.ProxyCA) > 0 || len(spec.Network.Env) > 0) {
 		return errNoProxy
 	}

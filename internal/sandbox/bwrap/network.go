@@ -1,16 +1,13 @@
 package bwrap
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/keepup/keepup/internal/sandbox"
 )
@@ -26,9 +23,6 @@ const (
 	// Java reads the same certificates from JavaTrustStore.
 	CABundle = "/.keepup/ca-bundle.pem"
 )
-
-// proxyDialTimeout bounds one Spec.Network.Dial.
-const proxyDialTimeout = 30 * time.Second
 
 // systemBundles are the usual places of the system's CA bundle, the first found is used.
 var systemBundles = []string{
@@ -109,10 +103,11 @@ func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error
 }
 
 // serveProxy takes the listening socket the helper made on ProxyAddr in the sandbox's network
-// namespace and serves it on the host until teardown closes it: with Spec.Network.Serve (the
-// proxy accepts the commands' connections itself), else by copying each connection to one
-// made with Dial or to ProxySocket. The socket stays in the sandbox's namespace: only the
-// sandbox's processes can connect to it, and it is the only way out they have.
+// namespace and hands it to Spec.Network.Serve, the proxy, which accepts the commands'
+// connections on the host until teardown closes it. The socket stays in the sandbox's
+// namespace: only the sandbox's processes can connect, and it is the only way out they have.
+// When Serve returns, the listener is closed, so that a command's connect fails at once
+// instead of waiting in the backlog.
 func (s *Session) serveProxy(f *os.File) error {
 	l, err := net.FileListener(f)
 	f.Close()
@@ -120,7 +115,7 @@ func (s *Session) serveProxy(f *os.File) error {
 		return fmt.Errorf("the proxy listener from inside: %v", err)
 	}
 	s.mu.Lock()
-	if s.closed || s.ctx.Err() != nil {
+	if s.closed {
 		s.mu.Unlock()
 		l.Close()
 		return errClosed
@@ -128,126 +123,23 @@ func (s *Session) serveProxy(f *os.File) error {
 	s.proxyLn = l
 	s.mu.Unlock()
 	s.bg.Add(1)
-	if serve := s.spec.Network.Serve; serve != nil {
-		go func() {
-			defer s.bg.Done()
-			_ = serve(l)
-		}()
-		return nil
-	}
 	go func() {
 		defer s.bg.Done()
-		var delay time.Duration
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil {
-					return
-				}
-				// EMFILE and the like: the host's limits, not the sandbox's to spend.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			delay = 0
-			s.bg.Add(1)
-			go s.relay(c)
-		}
+		_ = s.spec.Network.Serve(l)
+		l.Close()
 	}()
 	return nil
 }
 
-// relay joins a command's connection to the proxy address with a new connection to the proxy
-// (Dial, or ProxySocket), copying both ways, half-closes included, until both directions end
-// or the session closes. A proxy that cannot be reached is a 502, as a proxy would answer.
-func (s *Session) relay(c net.Conn) {
-	defer s.bg.Done()
-	ctx, cancel := context.WithTimeout(s.ctx, proxyDialTimeout)
-	n := &s.spec.Network
-	var pc net.Conn
-	var err error
-	if n.Dial != nil {
-		pc, err = n.Dial(ctx)
-	} else {
-		var d net.Dialer
-		pc, err = d.DialContext(ctx, "unix", n.ProxySocket)
-	}
-	cancel()
-	if err != nil {
-		refuse(c, fmt.Sprintf("dial the egress proxy: %v", err))
-		c.Close()
-		return
-	}
-	if !s.track(c, pc) {
-		c.Close()
-		pc.Close()
-		return
-	}
-	defer s.untrack(c, pc)
-	done := make(chan struct{})
-	cp := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-			_ = cw.CloseWrite()
-		} else {
-			// An error either way ends the whole connection.
-			c.Close()
-			pc.Close()
-		}
-	}
-	go func() {
-		cp(pc, c)
-		close(done)
-	}()
-	cp(c, pc)
-	<-done
-	c.Close()
-	pc.Close()
-}
-
-// refuse answers a command whose proxy connection could not be made, as a proxy would.
-func refuse(c net.Conn, why string) {
-	body := "keepup egress: the egress proxy cannot be reached: " + why + "\n"
-	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-}
-
-// track records a copied connection pair, closed by teardown; false once the session closed.
-func (s *Session) track(cs ...net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.ctx.Err() != nil {
-		return false
-	}
-	for _, c := range cs {
-		s.piped[c] = struct{}{}
-	}
-	return true
-}
-
-func (s *Session) untrack(cs ...net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range cs {
-		delete(s.piped, c)
-	}
-}
-
-// stopNetwork ends the proxy's side on the host: the listener is closed (Serve returns),
-// pending dials are cancelled, copied connections closed, and the goroutines waited for.
+// stopNetwork closes the proxy listener (Serve returns) and waits for the read loop and the
+// proxy's server.
 func (s *Session) stopNetwork() {
-	if s.cancel != nil {
-		s.cancel()
-	}
 	s.mu.Lock()
 	if s.proxyLn != nil {
 		s.proxyLn.Close()
-	}
-	for c := range s.piped {
-		c.Close()
 	}
 	s.mu.Unlock()
 	s.bg.Wait()
 }
 
-var errNoProxy = errors.New("bwrap: Spec.Network: a proxy token, CA or environment without a proxy to reach (Dial or ProxySocket)")
+var errNoProxy = errors.New("bwrap: Spec.Network: a proxy token, CA or environment without a proxy to serve them (Serve)")

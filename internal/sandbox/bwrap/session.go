@@ -64,14 +64,10 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// The egress proxy's side on the host (network.go): ctx ends at teardown; bg counts the
-	// read loop, the proxy listener's server and the copies; proxyLn is the proxy address's
-	// listener from inside; piped holds the connections copied to a Dial'd proxy.
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// The egress proxy's side on the host (network.go): bg counts the read loop and the proxy
+	// listener's server; proxyLn is the proxy address's listener from inside.
 	bg      sync.WaitGroup
 	proxyLn net.Listener
-	piped   map[net.Conn]struct{}
 }
 
 var _ sandbox.Session = (*Session)(nil)
@@ -96,9 +92,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	}
 	b.sessions[spec.SessionID] = true
 	b.mu.Unlock()
-	s := &Session{b: b, spec: spec, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{}), pending: map[uint64]chan inside.Reply{},
-		piped: map[net.Conn]struct{}{}}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := &Session{b: b, spec: spec, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{}), pending: map[uint64]chan inside.Reply{}}
 	defer func() {
 		if err != nil {
 			s.teardown()
