@@ -817,6 +817,57 @@ func TestProcessLimit(t *testing.T) {
 	}
 }
 
+// TestSessionCgroupsHoldTheSandboxOnly: the session's cgroups hold the sandbox from its start
+// (its commands are born in them: the process limit binds them), and nothing of keepup's
+// (with cgroup v1, the thread that started bwrap entered them, and left).
+func TestSessionCgroupsHoldTheSandboxOnly(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	dirs := bwrap.SessionCgroups(s)
+	if len(dirs) == 0 {
+		t.Skip("no cgroup is used here: " + tb.backend.Limiter())
+	}
+	n := uniqueSleep()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, sandbox.Command{Args: []string{"sleep", n}, Timeout: 20 * time.Second})
+	}()
+	defer func() { cancel(); <-done }()
+	waitHostProcs(t, 1, "sleep", n)
+	sleeps := hostProcs("sleep", n)
+	ours := map[string]bool{strconv.Itoa(os.Getpid()): true}
+	threads, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range threads {
+		ours[e.Name()] = true
+	}
+	for _, d := range dirs {
+		for _, f := range []string{"cgroup.procs", "tasks"} {
+			b, err := os.ReadFile(filepath.Join(d, f))
+			if errors.Is(err, fs.ErrNotExist) && f == "tasks" {
+				continue // cgroup v2
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := strings.Fields(string(b))
+			for _, id := range ids {
+				if ours[id] {
+					t.Errorf("%s/%s lists %s, of this process", d, f, id)
+				}
+			}
+			if f == "cgroup.procs" && !slices.Contains(ids, strconv.Itoa(sleeps[0])) {
+				t.Errorf("%s/%s does not list the command (%d): %v", d, f, sleeps[0], ids)
+			}
+		}
+	}
+}
+
 // TestCrashedKeepupLeavesNothing: keepup is killed while a session runs. bwrap and everything
 // in the sandbox die with it, and the next New removes the placeholders it left on the host.
 func TestCrashedKeepupLeavesNothing(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -230,9 +229,10 @@ func (p *v1Parent) String() string {
 
 // v1Cgroup is one session's cgroup v1 folders.
 type v1Cgroup struct {
-	dirs   []string
-	pids   bool // the number of processes is bounded
-	memory bool // the memory is bounded
+	dirs    []string
+	parents []string // of each folder: keepup's own, where a thread that entered goes back
+	pids    bool     // the number of processes is bounded
+	memory  bool     // the memory is bounded
 }
 
 func (p *v1Parent) create(name string, l sandbox.Limits) (*v1Cgroup, error) {
@@ -243,6 +243,7 @@ func (p *v1Parent) create(name string, l sandbox.Limits) (*v1Cgroup, error) {
 			return err
 		}
 		c.dirs = append(c.dirs, dir)
+		c.parents = append(c.parents, parent)
 		for _, kv := range limits {
 			if kv[0] == "memory.memsw.limit_in_bytes" {
 				if _, err := os.Stat(filepath.Join(dir, kv[0])); err != nil {
@@ -273,20 +274,33 @@ func (p *v1Parent) create(name string, l sandbox.Limits) (*v1Cgroup, error) {
 	return c, nil
 }
 
-// join moves the process pid (the sandbox's helper, before it runs anything) into the
-// folders; everything it starts afterwards is born in them.
-func (c *v1Cgroup) join(pid int) error {
-	// One hierarchy at a time would add up their (slow) moves: all at once.
-	errs := make([]error, len(c.dirs))
-	var wg sync.WaitGroup
+// enter moves the calling thread, which must be locked to its OS thread, into the folders:
+// what it starts until leave is born in them. cgroup v1 has no way to start a process inside a
+// cgroup, and moving a process is slow: it write-locks the global lock that every fork
+// read-locks, which waits out an RCU grace period (10 to 25 ms measured here). A thread that
+// moves itself (writing 0 to the tasks file) takes only the cgroup mutex (Linux's
+// cgroup_procs_write_start): about 0.1 ms. On error the thread is back where it was.
+func (c *v1Cgroup) enter() error {
 	for i, dir := range c.dirs {
-		wg.Go(func() {
-			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-				errs[i] = fmt.Errorf("move process %d into %s: %w", pid, dir, err)
+		if err := os.WriteFile(filepath.Join(dir, "tasks"), []byte("0"), 0); err != nil {
+			if lerr := c.leave(c.parents[:i]); lerr != nil {
+				err = errors.Join(err, lerr)
 			}
-		})
+			return fmt.Errorf("move the starting thread into %s: %w", dir, err)
+		}
 	}
-	wg.Wait()
+	return nil
+}
+
+// leave moves the calling thread from the folders back into parents (c.parents, or the first
+// of them after a partial enter).
+func (c *v1Cgroup) leave(parents []string) error {
+	var errs []error
+	for _, p := range parents {
+		if err := os.WriteFile(filepath.Join(p, "tasks"), []byte("0"), 0); err != nil {
+			errs = append(errs, fmt.Errorf("move the starting thread back into %s: %w", p, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -329,7 +343,9 @@ func (c *v1Cgroup) destroy() error {
 			}
 			if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
 				for _, f := range strings.Fields(string(procs)) {
-					if pid, err := strconv.Atoi(f); err == nil {
+					// keepup is listed while the thread that started bwrap could not leave
+					// (see enter): it goes with that thread, when bwrap has exited.
+					if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 						_ = unix.Kill(pid, unix.SIGKILL)
 					}
 				}
@@ -341,11 +357,10 @@ func (c *v1Cgroup) destroy() error {
 }
 
 // orphanAge is how old an empty session cgroup must be before sweepCgroups takes it for a dead
-// session's. A live session's cgroup holds its sandbox from the first moments of its start (a
-// cgroup v2 one from bwrap's start, a v1 one from the join a few milliseconds after), so one
-// that is empty this long after it was made belongs to a keepup that died. It is staleAge's
-// default, but unlike staleAge tests never lower it: the parents are shared by every keepup on
-// the machine, and a lowered age would take the cgroups of sessions other keepups are starting.
+// session's. A live session's cgroup holds its sandbox from bwrap's start, so one that is
+// empty this long after it was made belongs to a keepup that died. It is staleAge's default,
+// but unlike staleAge tests never lower it: the parents are shared by every keepup on the
+// machine, and a lowered age would take the cgroups of sessions other keepups are starting.
 const orphanAge = time.Minute
 
 // sweepCgroups removes from each parent the session cgroups (keepup-NAME, NAME a session

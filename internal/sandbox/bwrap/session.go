@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,21 +178,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if l.files[1], err = sealedFile("keepup-seccomp", b.seccomp); err != nil {
 		return nil, fmt.Errorf("bwrap: seccomp program: %w", err)
 	}
-	// cgroup v1 has no way to start a process inside a cgroup, and moving one is slow (a pids
-	// cgroup move can take over 10 ms): bwrap's sandbox process waits on a pipe (--block-fd)
-	// once the sandbox is set up, and is moved while bwrap sets it up. Everything it starts
-	// after, the helper first, is born inside.
-	var blockW *os.File
-	if s.v1 != nil {
-		blockR, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("bwrap: %w", err)
-		}
-		blockW = w
-		defer blockW.Close() // on failure: bwrap goes on, and its helper finds the socket closed
-		l.args = append([]string{"--block-fd", l.addFile(blockR)}, l.args...)
-	}
-
 	cmd := exec.Command(b.bwrap, l.args...)
 	cmd.Env = []string{} // bwrap itself needs nothing from keepup's environment
 	cmd.Stdin = nil
@@ -211,7 +195,30 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		// Pdeathsig fires when the thread that started bwrap exits, not the process: keep this
 		// thread for the session's life (it waits for bwrap), and never hand it back.
 		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
+		// With cgroup v1, this thread enters the session's cgroups to start bwrap, which is
+		// then born in them, with everything it starts (see v1Cgroup.enter).
+		if s.v1 != nil {
+			if err := s.v1.enter(); err != nil {
+				started <- fmt.Errorf("cgroup v1: %w", err)
+				close(s.exited)
+				return
+			}
+		}
+		err := cmd.Start()
+		if s.v1 != nil {
+			if lerr := s.v1.leave(s.v1.parents); lerr != nil {
+				// Stuck in the session's cgroups, this thread goes with them: it ends when
+				// bwrap does (it is locked), and destroy spares keepup meanwhile.
+				if err == nil {
+					_ = cmd.Process.Kill()
+					s.waitErr = cmd.Wait()
+				}
+				started <- fmt.Errorf("cgroup v1: %w", lerr)
+				close(s.exited)
+				return
+			}
+		}
+		if err != nil {
 			started <- err
 			close(s.exited)
 			return
@@ -225,19 +232,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	}
 	l.closeFiles() // bwrap has its copies
 	l.files = nil
-	if s.v1 != nil {
-		child, err := sandboxChild(cmd.Process.Pid, s.exited)
-		if err != nil {
-			return nil, fmt.Errorf("bwrap: cgroup v1: %w (%s)", err, strings.TrimSpace(s.stderr.String()))
-		}
-		if err := s.v1.join(child); err != nil {
-			return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
-		}
-		if _, err := blockW.Write([]byte{1}); err != nil {
-			return nil, fmt.Errorf("bwrap: cgroup v1: %w", err)
-		}
-	}
-
 	ready := make(chan inside.Reply, 1)
 	s.bg.Add(1)
 	go s.readLoop(ready)
@@ -249,7 +243,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		}
 		s.landlockABI = r.LandlockABI
 		if s.v1 != nil {
-			// The helper was born in the cgroups (see --block-fd above): check. Its pid on the
+			// The helper was born in the cgroups (see v1Cgroup.enter): check. Its pid on the
 			// host came with the ready message's credentials.
 			if s.conn.PeerPID <= 0 {
 				return nil, errors.New("bwrap: cgroup v1: the helper's pid is unknown")
@@ -264,42 +258,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		return nil, fmt.Errorf("bwrap: waiting for the sandbox to start: %w", ctx.Err())
 	}
 	return s, nil
-}
-
-// sandboxChild waits for bwrap (pid) to start its sandbox process and returns its pid.
-func sandboxChild(pid int, exited <-chan struct{}) (int, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if kids := childrenOf(pid); len(kids) == 1 {
-			return kids[0], nil
-		} else if len(kids) > 1 {
-			return 0, fmt.Errorf("bwrap started %d processes, want 1", len(kids))
-		}
-		select {
-		case <-exited:
-			return 0, errors.New("bwrap exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return 0, errors.New("bwrap did not start its sandbox")
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
-// childrenOf lists pid's children: from /proc/PID/task/PID/children, else by their parent
-// pid in /proc (kernels without CONFIG_PROC_CHILDREN).
-func childrenOf(pid int) []int {
-	var kids []int
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, k)
-			}
-		}
-		return kids
-	}
-	return inside.ProcChildren(pid)
 }
 
 // startError says why bwrap exited before the helper was ready.

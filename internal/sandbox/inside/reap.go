@@ -129,15 +129,6 @@ func scanProcs() map[int][]proc {
 	return kids
 }
 
-// ProcChildren lists the children of pid from /proc (without CONFIG_PROC_CHILDREN's list).
-func ProcChildren(pid int) []int {
-	var out []int
-	for _, p := range scanProcs()[pid] {
-		out = append(out, p.pid)
-	}
-	return out
-}
-
 // procStat reads the state (R, S, D, T, t, Z...) and the parent of process pid from
 // /proc/PID/stat.
 func procStat(pid int) (state byte, ppid int, ok bool) {
