@@ -78,9 +78,14 @@ func BenchmarkSessionLayoutBwrap(b *testing.B) {
 		b.Skip(err)
 	}
 	for b.Loop() {
-		// bwrap reads the seccomp program (fd 4) to its end: from the start again.
-		if _, err := files[1].Seek(0, io.SeekStart); err != nil {
-			b.Fatal(err)
+		// bwrap reads the seccomp program and the files it copies in to their end: from the
+		// start again (the folders' descriptors cannot seek, and need not).
+		for _, f := range files[1:] {
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
 		cmd := exec.Command(bw, args...)
 		cmd.ExtraFiles = files

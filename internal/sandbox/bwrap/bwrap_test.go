@@ -107,6 +107,16 @@ func sh(t testing.TB, s sandbox.Session, script string) runResult {
 	return run(t, s, sandbox.Command{Args: []string{"sh", "-c", script}})
 }
 
+// notWritable fails the test if a command can write to, make writable or remove the file p.
+func notWritable(t *testing.T, s sandbox.Session, p string) {
+	t.Helper()
+	for _, c := range []string{"(: >> " + p + ")", "chmod u+w " + p, "rm -f " + p + " && ! test -e " + p} {
+		if r := sh(t, s, c+" 2>/dev/null"); r.ExitCode == 0 {
+			t.Errorf("inside, %s succeeds", c)
+		}
+	}
+}
+
 // mustSh runs script and fails the test unless it exits 0.
 func mustSh(t testing.TB, s sandbox.Session, script string) string {
 	t.Helper()
@@ -485,6 +495,23 @@ func TestConfinement(t *testing.T) {
 	}
 	if got := mustSh(t, s, "cat /etc/passwd"); strings.Count(got, "\n") != 2 || !strings.Contains(got, "keepup:x:1000:1000") {
 		t.Errorf("/etc/passwd %q", got)
+	}
+	// The host's /etc files: copied (or, a link into /usr, linked) as on the host, read-only.
+	for _, e := range []string{"ld.so.cache", "protocols", "services", "mime.types", "os-release", "localtime", "timezone", "ca-certificates.conf"} {
+		want, err := os.ReadFile("/etc/" + e)
+		if err != nil {
+			continue
+		}
+		if got := mustSh(t, s, "cat /etc/"+e); got != string(want) {
+			t.Errorf("/etc/%s inside: %d bytes, unlike the host's %d", e, len(got), len(want))
+		}
+		notWritable(t, s, "/etc/"+e)
+	}
+	for _, e := range []string{"passwd", "group", "hosts", "hostname", "nsswitch.conf"} {
+		if r := sh(t, s, "test -s /etc/"+e); r.ExitCode != 0 {
+			t.Errorf("/etc/%s is missing or empty inside", e)
+		}
+		notWritable(t, s, "/etc/"+e)
 	}
 	// Network: loopback only.
 	if got := mustSh(t, s, "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"); strings.TrimSpace(got) != "lo" {

@@ -84,7 +84,7 @@ func cleanStale(base string, reg *registry, cgroupDirs []string) {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				// Never locked: a session that died while being created, or not ours.
-				if _, err := os.Stat(filepath.Join(dir, "passwd")); err == nil {
+				if _, err := os.Stat(filepath.Join(dir, "empty-file")); err == nil {
 					os.RemoveAll(dir)
 				}
 			}
