@@ -782,9 +782,18 @@ func TestSandboxPositiveControl(t *testing.T) {
 	outs, _ := filepath.Glob(filepath.Join(s.home, "outputs", "*", "report.txt"))
 	if len(outs) != 1 || readFile(t, outs[0]) != payload {
 		t.Errorf("outputs/report.txt not kept under KEEPUP_HOME: %v", outs)
+	} else if want := "outputs are in " + filepath.Dir(outs[0]) + "\n"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr does not say %q: %s", want, r.stderr)
 	}
+	// A command that writes no outputs leaves no folder for them.
+	before, _ := os.ReadDir(filepath.Join(s.home, "outputs"))
 	if r := s.exec(t, nil, "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("exit code: got %d, want the command's 7 (%s)", r.code, r.stderr)
+	} else if strings.Contains(r.stderr, "outputs are in") {
+		t.Errorf("stderr names an outputs folder the command did not write to: %s", r.stderr)
+	}
+	if after, _ := os.ReadDir(filepath.Join(s.home, "outputs")); len(after) != len(before) {
+		t.Errorf("the outputs folder had %d entries, and %d after a command that wrote nothing", len(before), len(after))
 	}
 }
 

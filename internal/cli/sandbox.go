@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -105,10 +106,18 @@ func cmdSandboxExec(st *State, args []string) error {
 		return err
 	}
 	sid := scope.NewID()
-	sess, err := scope.Open(scope.Config{ID: sid, Grants: gs, Outputs: filepath.Join(set.home, "outputs", sid), Home: set.home})
+	outputs := filepath.Join(set.home, "outputs", sid)
+	sess, err := scope.Open(scope.Config{ID: sid, Grants: gs, Outputs: outputs, Home: set.home})
 	if err != nil {
 		return usagef("%v", err)
 	}
+	// Once the sandbox is gone: an outputs folder the command left empty goes (one run would
+	// otherwise leave one behind each time); one it wrote to stays, and is named.
+	defer func() {
+		if err := os.Remove(outputs); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(st.Stderr, "keepup: the command's outputs are in %s\n", outputs)
+		}
+	}()
 	defer sess.Close()
 	// The session's egress proxy, as for a task. Its audit entries (of no task) go to the
 	// database, opened only if the command uses the network: most never do, and opening it
