@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,28 +21,35 @@ const sandboxBulkBytes = 100 << 20
 // exec` sandbox, through the session's egress proxy and everything between (the proxy address
 // inside, the session's channel to the proxy, the proxy, its upstream connection), against the
 // same download made by curl directly on the host, alternating. curl's own transfer time is
-// measured (%{time_total}), so the sandbox's start is not in it. tunnel uses CONNECT (as any
-// HTTPS client does); forward sends the request to the proxy (plain HTTP). Reports MB/s from
-// the median transfer times, and the ratio proxied/direct.
+// measured (%{time_total}), so the sandbox's start is not in it. https downloads over TLS
+// through CONNECT (as any HTTPS client does); tunnel sends plain HTTP through CONNECT, and
+// forward sends it to the proxy: both without TLS, the proxy's relaying alone. Reports MB/s
+// from the median transfer times, and the ratio proxied/direct.
 func BenchmarkSandboxProxyThroughput(b *testing.B) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		b.Skip("curl is not installed")
 	}
 	block := make([]byte, 1<<20)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bulk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(sandboxBulkBytes))
 		for n := 0; n < sandboxBulkBytes; n += len(block) {
 			if _, err := w.Write(block); err != nil {
 				return
 			}
 		}
-	}))
+	})
+	srv := httptest.NewServer(bulk)
 	defer srv.Close()
+	tlsSrv := httptest.NewTLSServer(bulk)
+	defer tlsSrv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	_, tlsPort, _ := net.SplitHostPort(tlsSrv.Listener.Addr().String())
 	e := newEnv(b)
-	e.write("g/x", "")
-	e.write(filepath.Join(e.home, "config.json"), `{"egress": {"allow": ["127.0.0.1:`+port+`"]}}`)
-	url := srv.URL + "/bulk"
+	// The HTTPS server's certificate, for curl on both sides (inside, in the first grant,
+	// where commands start).
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+	e.write("g/ca.pem", ca)
+	e.write(filepath.Join(e.home, "config.json"), `{"egress": {"allow": ["127.0.0.1:`+port+`", "127.0.0.1:`+tlsPort+`"]}}`)
 	timing := func(out string) time.Duration {
 		f := strings.Fields(out)
 		if len(f) != 2 || f[0] != strconv.Itoa(sandboxBulkBytes) {
@@ -54,20 +62,20 @@ func BenchmarkSandboxProxyThroughput(b *testing.B) {
 		return time.Duration(s * float64(time.Second))
 	}
 	const w = `%{size_download} %{time_total}\n`
-	direct := func() time.Duration {
-		out, err := exec.Command("curl", "-sS", "--noproxy", "*", "-o", "/dev/null", "-w", w, url).Output()
+	direct := func(url string) time.Duration {
+		out, err := exec.Command("curl", "-sS", "--noproxy", "*", "--cacert", filepath.Join(e.dir, "g/ca.pem"), "-o", "/dev/null", "-w", w, url).Output()
 		if err != nil {
 			b.Fatalf("curl direct: %v", err)
 		}
 		return timing(string(out))
 	}
-	sandboxed := func(tunnel bool) time.Duration {
+	sandboxed := func(url string, tunnel bool) time.Duration {
 		flag := "--no-proxytunnel"
 		if tunnel {
 			flag = "--proxytunnel"
 		}
 		r := e.run("", "sandbox", "exec", "--grant", filepath.Join(e.dir, "g"), "--timeout", "120", "--",
-			"curl", "-sS", flag, "-o", "/dev/null", "-w", w, url)
+			"curl", "-sS", flag, "--cacert", "ca.pem", "-o", "/dev/null", "-w", w, url)
 		if r.code != 0 {
 			b.Fatalf("curl in the sandbox: exit %d: %s%s", r.code, r.stdout, r.stderr)
 		}
@@ -76,16 +84,21 @@ func BenchmarkSandboxProxyThroughput(b *testing.B) {
 	const rounds = 5
 	for _, tc := range []struct {
 		name   string
+		url    string
 		tunnel bool
-	}{{"tunnel", true}, {"forward", false}} {
+	}{
+		{"https", tlsSrv.URL + "/bulk", true}, // CONNECT, as every HTTPS client does
+		{"tunnel", srv.URL + "/bulk", true},   // plain HTTP through CONNECT: the relaying alone
+		{"forward", srv.URL + "/bulk", false}, // plain HTTP sent to the proxy
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			direct()
-			sandboxed(tc.tunnel)
+			direct(tc.url)
+			sandboxed(tc.url, tc.tunnel)
 			var dts, pts []time.Duration
 			for b.Loop() {
 				for range rounds {
-					dts = append(dts, direct())
-					pts = append(pts, sandboxed(tc.tunnel))
+					dts = append(dts, direct(tc.url))
+					pts = append(pts, sandboxed(tc.url, tc.tunnel))
 				}
 			}
 			slices.Sort(dts)

@@ -54,6 +54,10 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
 		return
 	}
+	if r.URL.Path == "/bulk" {
+		writeBulk(w)
+		return
+	}
 	n, _ := io.Copy(io.Discard, r.Body)
 	json.NewEncoder(w).Encode(echo{Host: r.Host, Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
 		APIKey: r.Header.Get("X-Api-Key"), Auth: r.Header.Get("Authorization"), Body: int(n),
