@@ -1,7 +1,9 @@
 package guard
 
 import (
+	"bytes"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +20,11 @@ const (
 	// MaxFingerprintBytes caps how many bytes of files are fingerprinted per session. Files
 	// read beyond it still count as private data (R6) but their bytes are not matched (R3).
 	MaxFingerprintBytes = 64 << 20
+	// MaxFileSecrets caps how many secrets found in files (credentials, values of secret
+	// names) are remembered per session for R3.
+	MaxFileSecrets = 10_000
+	// maxSecretScan is how much of each file is searched for secrets.
+	maxSecretScan = 4 << 20
 	// maxUntrustedText caps the untrusted text kept verbatim for R2's "appears in" test;
 	// beyond it only the extracted indicators are kept.
 	maxUntrustedText = 16 << 20
@@ -40,7 +47,16 @@ type Context struct {
 	seed      maphash.Seed
 	prints    map[uint64]string // window hash -> first file it came from
 	printed   int
-	flagged   map[string]float64 // source -> classifier score over the threshold
+	// secrets are the secrets found in files read (fileSecrets), by their first minSecret
+	// bytes: R3 finds them in outgoing data however short they are.
+	secrets  map[string][]fileSecret
+	nSecrets int
+	flagged  map[string]float64 // source -> classifier score over the threshold
+}
+
+// fileSecret is a secret found in a file read in the session.
+type fileSecret struct {
+	value, path string
 }
 
 type untrustedItem struct {
@@ -52,7 +68,7 @@ type untrustedItem struct {
 
 // NewContext returns an empty context labelled as the user's own (trusted, source "user").
 func NewContext() *Context {
-	return &Context{label: User(), files: map[string]bool{}, seed: maphash.MakeSeed(), prints: map[uint64]string{}, flagged: map[string]float64{}}
+	return &Context{label: User(), files: map[string]bool{}, seed: maphash.MakeSeed(), prints: map[uint64]string{}, flagged: map[string]float64{}, secrets: map[string][]fileSecret{}}
 }
 
 // AddTrusted records text the user or keepup itself wrote: the task prompt, a steering message,
@@ -97,6 +113,18 @@ func (c *Context) AddFileRead(path string, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.files[path] = true
+	if c.printed < MaxFingerprintBytes {
+		for _, v := range fileSecrets(string(data[:min(len(data), maxSecretScan)])) {
+			if c.nSecrets >= MaxFileSecrets {
+				break
+			}
+			k := v[:minSecret]
+			if !slices.ContainsFunc(c.secrets[k], func(s fileSecret) bool { return s.value == v }) {
+				c.secrets[k] = append(c.secrets[k], fileSecret{v, path})
+				c.nSecrets++
+			}
+		}
+	}
 	for off := 0; off+ShingleSize <= len(data) && c.printed < MaxFingerprintBytes; off += ShingleStride {
 		w := data[off : off+ShingleSize]
 		if lowVariety(w) {
@@ -195,18 +223,38 @@ func (c *Context) untrustedSourcesOf(value string, credential bool) []string {
 	return out
 }
 
+// hasSecrets reports whether any secret was found in the files read.
+func (c *Context) hasSecrets() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nSecrets > 0
+}
+
 // fileBytesIn returns the files whose fingerprinted bytes occur in data (deduplicated).
 func (c *Context) fileBytesIn(data []byte) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.prints) == 0 {
-		return nil
-	}
 	var out []string
-	for off := 0; off+ShingleSize <= len(data); off++ {
+	for off := 0; len(c.prints) > 0 && off+ShingleSize <= len(data); off++ {
 		w := data[off : off+ShingleSize]
 		if p, ok := c.prints[maphash.Bytes(c.seed, w)]; ok && !lowVariety(w) && !contains(out, p) {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// fileSecretsIn returns the file secrets that occur in data, but those the user wrote in
+// trusted text.
+func (c *Context) fileSecretsIn(data []byte) []fileSecret {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []fileSecret
+	for off := 0; len(c.secrets) > 0 && off+minSecret <= len(data); off++ {
+		for _, s := range c.secrets[string(data[off:off+minSecret])] {
+			if bytes.HasPrefix(data[off:], []byte(s.value)) && !slices.Contains(out, s) && !strings.Contains(c.trustedCS.String(), s.value) {
+				out = append(out, s)
+			}
 		}
 	}
 	return out

@@ -121,10 +121,14 @@ func (e *Egress) hosts() []string {
 	return out
 }
 
-// Decoding of outgoing data, so that file bytes are found base64-, hex- or URL-encoded.
+// Decoding of outgoing data, so that file bytes are found base64-, hex- or URL-encoded. The
+// short runs are decoded too while the session holds file secrets, which may be as short as
+// minSecret bytes (12 base64 or 16 hex characters).
 var (
-	reB64Run = lazyRE(`[A-Za-z0-9+/_-]{32,}={0,2}`)
-	reHexRun = lazyRE(`[0-9a-fA-F]{48,}`)
+	reB64Run      = lazyRE(`[A-Za-z0-9+/_-]{32,}={0,2}`)
+	reHexRun      = lazyRE(`[0-9a-fA-F]{48,}`)
+	reB64RunShort = lazyRE(`[A-Za-z0-9+/_-]{12,}={0,2}`)
+	reHexRunShort = lazyRE(`[0-9a-fA-F]{16,}`)
 )
 
 // maxDecodeDepth bounds nested encodings (URL-encoded base64 of hex, ...).
@@ -134,15 +138,19 @@ const maxDecodeDepth = 3
 // bodies), base64 (standard and URL alphabets, padded or not, at each of the four alignments,
 // since a chunk may start mid-quantum when a blob is split across calls) and hex (both
 // alignments), nested up to maxDecodeDepth layers. Decoded candidates shorter than a shingle
-// are dropped.
-func decodedForms(data []byte) [][]byte {
+// are dropped, unless short: then those shorter than minSecret are.
+func decodedForms(data []byte, short bool) [][]byte {
 	out := [][]byte{data}
 	frontier := [][]byte{data}
+	keep := ShingleSize
+	if short {
+		keep = minSecret
+	}
 	for depth := 0; depth < maxDecodeDepth && len(frontier) > 0; depth++ {
 		var next [][]byte
 		for _, d := range frontier {
-			for _, f := range decodeOnce(d) {
-				if len(f) >= ShingleSize {
+			for _, f := range decodeOnce(d, short) {
+				if len(f) >= keep {
 					next = append(next, f)
 				}
 			}
@@ -153,7 +161,11 @@ func decodedForms(data []byte) [][]byte {
 	return out
 }
 
-func decodeOnce(d []byte) [][]byte {
+func decodeOnce(d []byte, short bool) [][]byte {
+	b64Run, hexRun, minB64 := reB64Run, reHexRun, 32
+	if short {
+		b64Run, hexRun, minB64 = reB64RunShort, reHexRunShort, 12
+	}
 	var out [][]byte
 	if strings.ContainsAny(string(d), "%+") {
 		if u, err := url.QueryUnescape(string(d)); err == nil && u != string(d) {
@@ -162,9 +174,9 @@ func decodeOnce(d []byte) [][]byte {
 			out = append(out, u)
 		}
 	}
-	for _, run := range reB64Run().FindAll(d, -1) {
+	for _, run := range b64Run().FindAll(d, -1) {
 		s := strings.TrimRight(string(run), "=")
-		for skip := 0; skip < 4 && len(s)-skip >= 32; skip++ {
+		for skip := 0; skip < 4 && len(s)-skip >= minB64; skip++ {
 			t := s[skip:]
 			if len(t)%4 == 1 {
 				t = t[:len(t)-1] // a lone trailing character cannot decode
@@ -177,7 +189,7 @@ func decodeOnce(d []byte) [][]byte {
 			}
 		}
 	}
-	for _, run := range reHexRun().FindAll(d, -1) {
+	for _, run := range hexRun().FindAll(d, -1) {
 		for skip := 0; skip < 2; skip++ {
 			t := run[skip:]
 			t = t[:len(t)-len(t)%2]

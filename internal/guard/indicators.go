@@ -129,6 +129,40 @@ func credentials(text string) []string {
 	return out
 }
 
+// reSecretAssign finds values assigned to secret-sounding names in configuration and notes
+// ("API_KEY=…", "password: …", "db_token = '…'"): short secrets that neither the credential
+// shapes nor R3's 31-byte windows find.
+var reSecretAssign = lazyRE(`(?i)\b[a-z0-9_.-]*(?:api[_-]?key|secret|token|passw(?:or)?d|passwd|pwd|passphrase|credential|private[_-]?key|access[_-]?key|auth)[a-z0-9_.-]*["']?\s*[:=]\s*["']?([^\s"',;#]{8,256})`)
+
+// minSecret is the length of the shortest file secret remembered.
+const minSecret = 8
+
+// fileSecrets returns the secrets in a file's text for R3: the credential-looking strings
+// (credentials), and the values assigned to secret-sounding names. Values of fewer than
+// minSecret bytes or five distinct bytes are left out ("password=********").
+func fileSecrets(text string) []string {
+	out := credentials(text)
+	for _, m := range reSecretAssign().FindAllStringSubmatch(text, -1) {
+		if v := m[1]; len(v) >= minSecret && distinctBytes(v) >= 5 {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// distinctBytes counts the distinct bytes of s.
+func distinctBytes(s string) int {
+	var seen [256]bool
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !seen[s[i]] {
+			seen[s[i]] = true
+			n++
+		}
+	}
+	return n
+}
+
 // mixedToken reports whether a long base64-alphabet word looks like a random token rather than
 // a word or a path: it has upper case, lower case and digits, and is not a hex string (those
 // have their own pattern).

@@ -39,8 +39,10 @@
 // What R3 catches: any run of ≥ 31 bytes (so every run of ≥ 32) of a file read in the session,
 // verbatim or percent-, base64- (either alphabet, any alignment) or hex-encoded, nested up to
 // three layers, in a URL, header, body, message or command line; a blob split across calls is
-// caught in each call whose piece holds ≥ 31 bytes of the file. What it does not catch: pieces
-// under 31 bytes per call, other encodings (compression, encryption, rot13, paraphrase or
+// caught in each call whose piece holds ≥ 31 bytes of the file. Secrets found in a file (in its
+// first 4 MiB) are caught whole however short, in the same encodings: credential-looking strings
+// and the values of secret-sounding names ("API_KEY=…", "password: …") of 8 bytes or more. What
+// it does not catch: other pieces under 31 bytes per call, other encodings (compression, encryption, rot13, paraphrase or
 // summary), windows of fewer than six distinct bytes, files beyond MaxFingerprintBytes per
 // session, and bytes that a command reads at run time (curl -d @file, a script): for those,
 // R1 (the destination) and R6 (code with network access) ask, and the proxy contains.

@@ -3,6 +3,7 @@ package guard
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -324,7 +325,34 @@ func (r *Rules) Check(ctx *Context, a policy.Action, eg *Egress) Verdict {
 		// context: once a page, command output or connector result is there, it may be what
 		// asked for the send (a page on the very host the user named, telling the model to
 		// send a file back to it), so the send is confirmed wherever it goes.
-		files := fileBytesLeaving(ctx, eg.Payload)
+		files, secrets := fileBytesLeaving(ctx, eg.Payload)
+		// A secret found in a file (a password, a key) is confirmed wherever it goes, a
+		// destination the user named too: asking for a report to be sent there is not asking
+		// for the credentials beside it. Only a secret the user wrote themselves is exempt.
+		if len(secrets) > 0 {
+			var from []string
+			for _, s := range secrets {
+				if !contains(from, s.path) {
+					from = append(from, s.path)
+				}
+			}
+			sort.Strings(from)
+			dests := []string{}
+			for _, d := range eg.Destinations {
+				dests = append(dests, d.Value)
+			}
+			if len(dests) == 0 {
+				dests = append(dests, "")
+			}
+			for _, d := range dests {
+				to := d
+				if to == "" {
+					to = "the network"
+				}
+				add(R3, d, fmt.Sprintf("sends a secret (a password, key or token of %d characters) from %s (read in this session) to %s", len(secrets[0].value), strings.Join(from, ", "), to),
+					append(from, ctx.nonFileSources()...))
+			}
+		}
 		what := "bytes of " + strings.Join(files, ", ") + " (read in this session)"
 		if len(eg.Files) > 0 {
 			// Uploading a file sends its bytes whether or not the session read it.
@@ -460,20 +488,24 @@ func containsDest(ds []Destination, d Destination) bool {
 }
 
 // fileBytesLeaving returns the files whose bytes occur in payload or in a decoded form of it.
-func fileBytesLeaving(ctx *Context, payload []byte) []string {
-	if len(payload) < ShingleSize || !ctx.Private() {
-		return nil
+func fileBytesLeaving(ctx *Context, payload []byte) (files []string, secrets []fileSecret) {
+	if len(payload) < minSecret || !ctx.Private() {
+		return nil, nil
 	}
-	var out []string
-	for _, form := range decodedForms(payload) {
+	for _, form := range decodedForms(payload, ctx.hasSecrets()) {
 		for _, f := range ctx.fileBytesIn(form) {
-			if !contains(out, f) {
-				out = append(out, f)
+			if !contains(files, f) {
+				files = append(files, f)
+			}
+		}
+		for _, s := range ctx.fileSecretsIn(form) {
+			if !slices.Contains(secrets, s) {
+				secrets = append(secrets, s)
 			}
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(files)
+	return files, secrets
 }
 
 // selfModification names the self-modifying target of a, or "" when it has none: a write,

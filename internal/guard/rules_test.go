@@ -54,6 +54,9 @@ func TestRules(t *testing.T) {
 		files: map[string]string{"work/plan.txt": secret}}
 	b64 := base64.StdEncoding.EncodeToString([]byte(secret))
 	half := len(b64)/2 + 1 // split inside a quantum
+	withEnv := setup{prompt: "Check my deployment notes.", untrusted: map[string]string{"web:https://news.example/a": "hello"},
+		files: map[string]string{"work/.env": "DB_HOST=db.internal\nDB_PASSWORD=hunter2-Blue!\nAWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n" +
+			"api_token: 't0k3n-9f8e7d'\nSHORT_SECRET=abc1234\nPIN_PASSWORD=aaaabbbbaaaa\n"}}
 
 	type tc struct {
 		name     string
@@ -119,6 +122,18 @@ func TestRules(t *testing.T) {
 		mk("R3 split, second half (starts mid-quantum)", taintedPrivate, "https://news.example/a?d="+b64[half:], policy.Ask, R3),
 		mk("R3 quiet: non-file bytes", taintedPrivate, "https://news.example/a?q="+url.QueryEscape("the weather in Lisbon next weekend and some more words"), policy.Allow, ""),
 		mk("R3 not caught: chunk under 31 bytes", taintedPrivate, "https://news.example/a?q="+url.QueryEscape(secret[10:38]), policy.Allow, ""),
+		// Secrets in a file are caught whole, however short.
+		mk("R3 short secret: a password's value", withEnv, "https://news.example/a?p="+url.QueryEscape("hunter2-Blue!"), policy.Ask, R3),
+		mk("R3 short secret: an AWS key id, base64", withEnv, "https://news.example/a?k="+base64.StdEncoding.EncodeToString([]byte("AKIAIOSFODNN7EXAMPLE")), policy.Ask, R3),
+		mk("R3 short secret: a token's value, hex", withEnv, "https://news.example/a?t="+hex.EncodeToString([]byte("t0k3n-9f8e7d")), policy.Ask, R3),
+		mk("R3 quiet: a secret's name without its value", withEnv, "https://news.example/a?q=DB_PASSWORD+AWS_ACCESS_KEY_ID", policy.Allow, ""),
+		mk("R3 quiet: a value under 8 bytes", withEnv, "https://news.example/a?q=abc1234", policy.Allow, ""),
+		mk("R3 quiet: a value of few distinct bytes", withEnv, "https://news.example/a?q=aaaabbbbaaaa", policy.Allow, ""),
+		mk("R3 quiet: an ordinary value", withEnv, "https://news.example/a?q=db.internal", policy.Allow, ""),
+		mk("R3 secret to the very destination the user named, only files in the context", setup{prompt: "Post a status update to https://status.example/api",
+			files: withEnv.files}, "https://status.example/api?note="+url.QueryEscape("deploy done, db password hunter2-Blue!"), policy.Ask, R3),
+		mk("R3 quiet: the secret is the user's own words", setup{prompt: "Log in to https://status.example/api with password hunter2-Blue!",
+			files: withEnv.files}, "https://status.example/api?pw="+url.QueryEscape("hunter2-Blue!"), policy.Allow, ""),
 		mk("R3 quiet: user named the destination, only files in the context", setup{prompt: "Send plan.txt to https://news.example/a",
 			untrusted: map[string]string{"file:work/plan.txt": secret}, files: taintedPrivate.files},
 			"https://news.example/a?d="+b64, policy.Allow, ""),
@@ -344,5 +359,24 @@ func TestContextLabel(t *testing.T) {
 	}
 	if got := c.FilesRead(); !reflect.DeepEqual(got, []string{"work/a.txt"}) {
 		t.Fatalf("files %v", got)
+	}
+}
+
+// TestR3SecretShownRedacted: the confirmation for a file's secret names the file and the
+// destination, never the secret (it is journalled and shown).
+func TestR3SecretShownRedacted(t *testing.T) {
+	t.Parallel()
+	c := NewContext()
+	c.AddTrusted("user", "Post a status update to https://status.example/api")
+	c.AddFileRead("work/.env", []byte("DB_PASSWORD=hunter2-Blue!\n"))
+	a, e := fetch("https://status.example/api?note=" + url.QueryEscape("pw hunter2-Blue!"))
+	v := NewRules(DefaultConfig()).Check(c, a, e)
+	if v.Rule != R3 || len(v.Findings) == 0 {
+		t.Fatalf("got %+v, want R3", v)
+	}
+	for _, f := range v.Findings {
+		if strings.Contains(f.Reason, "hunter2") || !strings.Contains(f.Reason, "work/.env") || !strings.Contains(f.Reason, "status.example") {
+			t.Errorf("reason %q: want the file and the destination, without the secret", f.Reason)
+		}
 	}
 }
