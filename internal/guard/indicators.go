@@ -25,18 +25,20 @@ var (
 	reHost  = lazyRE(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\b`)
 	reIPv4  = lazyRE(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
 
-	// credentialPatterns are the shapes of API keys and tokens. The generic ones (long hex,
-	// long mixed base64) come last and are filtered by mixedToken.
-	credentialPatterns = sync.OnceValue(func() []*regexp.Regexp {
-		return []*regexp.Regexp{
-			regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-...)
-			regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                                   // AWS access key id
-			regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                                  // GitHub tokens
-			regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{20,}\b`),                                // GitHub fine-grained
-			regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack
-			regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`),                                       // Google API key
-			regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                                    // GitLab
-			regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), // JWT
+	// credentialPatterns are the shapes of API keys and tokens, each with the literals one of
+	// which every match holds (the pattern runs only on a text that has one: Go's regexp
+	// engine has no DFA, and each pattern over a long text costs). The generic ones (long hex,
+	// long mixed base64) are separate and filtered by mixedToken.
+	credentialPatterns = sync.OnceValue(func() []shape {
+		return []shape{
+			{regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`), []string{"sk-"}},                                         // OpenAI, Anthropic (sk-ant-...)
+			{regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), []string{"AKIA", "ASIA"}},                          // AWS access key id
+			{regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`), []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}}, // GitHub tokens
+			{regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{20,}\b`), []string{"github_pat_"}},                        // GitHub fine-grained
+			{regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`), []string{"xox"}},                                 // Slack
+			{regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`), []string{"AIza"}},                                      // Google API key
+			{regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`), []string{"glpat-"}},                                 // GitLab
+			{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), []string{"eyJ"}}, // JWT
 		}
 	})
 	reBearer  = lazyRE(`(?i)\b(?:bearer|token|basic)\s+([A-Za-z0-9._~+/=-]{16,})`)
@@ -72,6 +74,73 @@ func setOf(xs ...string) map[string]bool {
 	return m
 }
 
+// shape is a credential pattern and the literals one of which each of its matches holds.
+type shape struct {
+	re   *regexp.Regexp
+	lits []string
+}
+
+// folded is text lower-cased for the case-insensitive patterns' prefilters, with the one
+// non-ASCII letter whose case-folding is an ASCII letter that strings.ToLower keeps (ſ, which
+// (?i) matches as s; the Kelvin sign, the other, ToLower makes k).
+func folded(text string) string {
+	return strings.ReplaceAll(strings.ToLower(text), "ſ", "s")
+}
+
+// containsAny reports whether s holds any of subs.
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasTokenRun reports whether text holds a run of at least n characters of the base64
+// alphabets (hex digits included): what reLongHex and reLongB64 need.
+func hasTokenRun(text string, n int) bool {
+	run := 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '_' || c == '-' {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+// findHosts is reHost().FindAllString(text, -1), searching only the words that hold a dot. A
+// match holds only ASCII letters, digits, dots and hyphens (and under (?i) the Kelvin sign and
+// ſ), so it lies within a run of those, underscores (word characters, which \b must see) and
+// non-ASCII bytes; the byte before and after such a run is neither, so \b sees the run's ends
+// as it sees the text's.
+func findHosts(text string) []string {
+	var out []string
+	inWord := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c >= 0x80
+	}
+	for i := 0; i < len(text); {
+		if !inWord(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && inWord(text[j]) {
+			j++
+		}
+		if w := text[i:j]; strings.IndexByte(w, '.') >= 0 {
+			out = append(out, reHost().FindAllString(w, -1)...)
+		}
+		i = j
+	}
+	return out
+}
+
 // Extract returns the indicators in text.
 func Extract(text string) Indicators {
 	var in Indicators
@@ -83,19 +152,27 @@ func Extract(text string) Indicators {
 		seen[kind+v] = true
 		*list = append(*list, v)
 	}
-	for _, u := range reURL().FindAllString(text, -1) {
+	var urls []string
+	if strings.Contains(text, "://") {
+		urls = reURL().FindAllString(text, -1)
+	}
+	for _, u := range urls {
 		u = strings.TrimRight(u, ".,;:!?")
 		add(&in.URLs, "u", strings.ToLower(u))
 		if h := hostOfURL(u); h != "" {
 			add(&in.Hosts, "h", h)
 		}
 	}
-	for _, e := range reEmail().FindAllString(text, -1) {
+	var emails []string
+	if strings.Contains(text, "@") {
+		emails = reEmail().FindAllString(text, -1)
+	}
+	for _, e := range emails {
 		e = strings.ToLower(e)
 		add(&in.Emails, "e", e)
 		add(&in.Hosts, "h", e[strings.LastIndexByte(e, '@')+1:])
 	}
-	for _, h := range reHost().FindAllString(text, -1) {
+	for _, h := range findHosts(text) {
 		if h = strings.ToLower(h); looksLikeHost(h) {
 			add(&in.Hosts, "h", h)
 		}
@@ -113,17 +190,28 @@ func Extract(text string) Indicators {
 
 // credentials returns the credential-looking strings in text.
 func credentials(text string) []string {
+	return credentialsFolded(text, folded(text))
+}
+
+// credentialsFolded is credentials, given folded(text) too.
+func credentialsFolded(text, fold string) []string {
 	var out []string
-	for _, re := range credentialPatterns() {
-		out = append(out, re.FindAllString(text, -1)...)
+	for _, sh := range credentialPatterns() {
+		if containsAny(text, sh.lits...) {
+			out = append(out, sh.re.FindAllString(text, -1)...)
+		}
 	}
-	for _, m := range reBearer().FindAllStringSubmatch(text, -1) {
-		out = append(out, m[1])
+	if containsAny(fold, "bearer", "token", "basic") {
+		for _, m := range reBearer().FindAllStringSubmatch(text, -1) {
+			out = append(out, m[1])
+		}
 	}
-	out = append(out, reLongHex().FindAllString(text, -1)...)
-	for _, m := range reLongB64().FindAllString(text, -1) {
-		if mixedToken(m) {
-			out = append(out, m)
+	if hasTokenRun(text, 32) {
+		out = append(out, reLongHex().FindAllString(text, -1)...)
+		for _, m := range reLongB64().FindAllString(text, -1) {
+			if mixedToken(m) {
+				out = append(out, m)
+			}
 		}
 	}
 	return out
@@ -132,7 +220,10 @@ func credentials(text string) []string {
 // reSecretAssign finds values assigned to secret-sounding names in configuration and notes
 // ("API_KEY=…", "password: …", "db_token = '…'"): short secrets that neither the credential
 // shapes nor R3's 31-byte windows find.
-var reSecretAssign = lazyRE(`(?i)\b[a-z0-9_.-]*(?:api[_-]?key|secret|token|passw(?:or)?d|passwd|pwd|passphrase|credential|private[_-]?key|access[_-]?key|auth)[a-z0-9_.-]*["']?\s*[:=]\s*["']?([^\s"',;#]{8,256})`)
+var reSecretAssign = lazyRE(`(?i)\b[a-z0-9_.-]*(?:api[_-]?key|secret|token|passw(?:or)?d|passwd|pwd|passphrase|credential|private[_-]?key|access[_-]?key|auth)[a-z0-9_.-]*["']?[ \t]*[:=][ \t]*["']?([^\s"',;#]{8,256})`)
+
+// secretWords are literals one of which every reSecretAssign match holds, folded.
+var secretWords = []string{"key", "secret", "token", "passw", "pwd", "passphrase", "credential", "auth"}
 
 // minSecret is the length of the shortest file secret remembered.
 const minSecret = 8
@@ -141,10 +232,20 @@ const minSecret = 8
 // (credentials), and the values assigned to secret-sounding names. Values of fewer than
 // minSecret bytes or five distinct bytes are left out ("password=********").
 func fileSecrets(text string) []string {
-	out := credentials(text)
-	for _, m := range reSecretAssign().FindAllStringSubmatch(text, -1) {
-		if v := m[1]; len(v) >= minSecret && distinctBytes(v) >= 5 {
-			out = append(out, v)
+	fold := folded(text)
+	out := credentialsFolded(text, fold)
+	if !containsAny(fold, secretWords...) {
+		return out
+	}
+	// A match lies within one line: only the lines that hold a secret word are searched.
+	for line := range strings.Lines(text) {
+		if !containsAny(folded(line), secretWords...) {
+			continue
+		}
+		for _, m := range reSecretAssign().FindAllStringSubmatch(line, -1) {
+			if v := m[1]; len(v) >= minSecret && distinctBytes(v) >= 5 {
+				out = append(out, v)
+			}
 		}
 	}
 	return out
