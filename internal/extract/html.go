@@ -16,7 +16,8 @@ const maxHTMLDepth = 256
 // font-size 0 or at most 1px, transparent text or text colour equal to the background
 // colour, far-off-screen positioning, clipping or zero size, whether set inline or by
 // rules of the document's <style> sheets, see css.go and style.go), <input type=hidden>
-// values and comments come out as "[hidden text: ...]". Scripts, styles, templates,
+// values, comments, a <dialog> that is not open and what a closed <details> holds beyond
+// its <summary> come out as "[hidden text: ...]". Scripts, styles, templates,
 // noscript and the head are dropped.
 func htmlText(data []byte) Result {
 	data = bytes.ReplaceAll(data, []byte{0}, nil)
@@ -177,7 +178,23 @@ func (h *htmlWalker) walk(n *html.Node, ctx htmlCtx, depth int) {
 	}
 	linkStart := w.b.Len()
 	keys := h.enter(n)
+	// A closed <details> shows its first <summary> only: the rest is what a reader opens.
+	_, open := getAttr(n, "open")
+	closed, summary := n.DataAtom == atom.Details && !open, false
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if closed {
+			if c.Type == html.ElementNode && c.DataAtom == atom.Summary && !summary {
+				summary = true
+			} else {
+				var sub strings.Builder
+				h.collect(c, &sub, depth+1)
+				if strings.TrimSpace(sub.String()) != "" {
+					w.hide(sub.String())
+					w.flushHidden()
+				}
+				continue
+			}
+		}
 		h.walk(c, ctx, depth+1)
 	}
 	h.leave(keys)

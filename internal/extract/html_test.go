@@ -79,6 +79,10 @@ func TestHTMLHidden(t *testing.T) {
 		{"blur", `<span style="filter:blur(12px)">SECRET</span>`},
 		{"contrast-zero", `<span style="filter:contrast(0)">SECRET</span>`},
 		{"visually-hidden", `<span style="position:absolute;width:1px;height:1px;overflow:hidden;clip:auto">SECRET</span>`},
+		{"dialog-closed", `<dialog><p>SECRET</p></dialog>`},
+		{"details-closed", `<details><summary>More</summary><p>SECRET</p></details>`},
+		{"details-closed-no-summary", `<details>SECRET</details>`},
+		{"details-second-summary", `<details><summary>More</summary><summary>SECRET</summary></details>`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,7 +93,7 @@ func TestHTMLHidden(t *testing.T) {
 			if !strings.Contains(r.Text, "[hidden text: SECRET]") || r.Hidden != 1 {
 				t.Fatalf("got %q (Hidden=%d)", r.Text, r.Hidden)
 			}
-			if !strings.Contains(r.Text, "Before") || !strings.Contains(r.Text, "after.") {
+			if !strings.Contains(r.Text, "Before") || !strings.Contains(r.Text, "after.") || strings.Contains(c.html, "<summary>More") && !strings.Contains(r.Text, "More") {
 				t.Fatalf("visible text lost: %q", r.Text)
 			}
 			if strings.Count(r.Text, "SECRET") != 1 {
@@ -109,6 +113,9 @@ func TestHTMLHidden(t *testing.T) {
 		`<span style="scale:0.5;zoom:80%;translate:10px">SHOWN</span>`,
 		`<span style="filter:blur(1px) contrast(1.2)">SHOWN</span>`,
 		`<span style="width:1px;height:1px">SHOWN</span>`,
+		`<dialog open>SHOWN</dialog>`,
+		`<details open><summary>SHOWN</summary></details>`,
+		`<details><summary>SHOWN</summary></details>`,
 	} {
 		r, _ := Text("p.html", []byte(`<body>`+v+`</body>`))
 		if r.Text != "SHOWN" || r.Hidden != 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/andybalholm/cascadia"
 	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
 )
 
 // This file decides, per element, what the cascade of style sheet rules and the inline
@@ -86,6 +87,11 @@ func (h *htmlWalker) hiddenBy(n *html.Node, ctx *htmlCtx) bool {
 		return true
 	}
 	if v, ok := getAttr(n, "aria-hidden"); ok && strings.EqualFold(strings.TrimSpace(v), "true") {
+		return true
+	}
+	// Browsers show a <dialog> only when open (script opens it); a page's styles could show
+	// a closed one, but hiding is never undone here.
+	if _, open := getAttr(n, "open"); n.DataAtom == atom.Dialog && !open {
 		return true
 	}
 	for i := range ctx.scenes {
