@@ -34,6 +34,27 @@ func timedGet(b *testing.B, c *http.Client, u string) time.Duration {
 	return time.Since(start)
 }
 
+// benchClients starts a proxy whose rules allow api.test (terminating its TLS, with a pinned
+// credential, when terminate) and returns it with a client through it and one straight to
+// the upstream server.
+func benchClients(b *testing.B, terminate bool) (e *env, proxied, direct *http.Client) {
+	cfg := Config{Rules: []Rule{{Host: "api.test"}}}
+	if terminate {
+		cfg.Credentials = map[string]Credential{"api.test": {Header: "x-api-key", Value: "K"}}
+	}
+	e = newEnv(b, cfg)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.upCA.pem)
+	direct = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, e.tlsAddr)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+	}}
+	return e, e.client(testToken), direct
+}
+
 // latencySamples is how many requests of each kind one benchmark op makes: scripts/bench.sh
 // runs -benchtime 1x, and a median of one request is noise.
 const latencySamples = 200
@@ -48,21 +69,7 @@ func BenchmarkProxyLatency(b *testing.B) {
 	for _, name := range []string{"warm/tunnel", "warm/terminate", "cold/tunnel", "cold/terminate", "cold-upstream/terminate"} {
 		mode, path, _ := strings.Cut(name, "/")
 		b.Run(name, func(b *testing.B) {
-			cfg := Config{Rules: []Rule{{Host: "api.test"}}}
-			if path == "terminate" {
-				cfg.Credentials = map[string]Credential{"api.test": {Header: "x-api-key", Value: "K"}}
-			}
-			e := newEnv(b, cfg)
-			proxied := e.client(testToken)
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(e.upCA.pem)
-			direct := &http.Client{Transport: &http.Transport{
-				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, network, e.tlsAddr)
-				},
-				TLSClientConfig: &tls.Config{RootCAs: pool},
-			}}
+			e, proxied, direct := benchClients(b, path == "terminate")
 			if mode != "warm" {
 				direct.Transport.(*http.Transport).DisableKeepAlives = true
 				proxied.Transport.(*http.Transport).DisableKeepAlives = true
@@ -139,10 +146,20 @@ func readBulk(b *testing.B, r io.Reader) {
 	}
 }
 
-// reportThroughput reports MB/s of both kinds of transfer from their median times, and their
+// pairedThroughput times direct and proxied transfers, alternating (after one of each to warm
+// up), bulkRounds of each per op, and reports MB/s of both from their median times, and their
 // ratio.
-func reportThroughput(b *testing.B, direct, proxied []time.Duration) {
-	dt, pt := median(direct), median(proxied)
+func pairedThroughput(b *testing.B, direct, proxied func() time.Duration) {
+	direct()
+	proxied()
+	var dts, pts []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N*bulkRounds; i++ {
+		dts = append(dts, direct())
+		pts = append(pts, proxied())
+	}
+	b.StopTimer()
+	dt, pt := median(dts), median(pts)
 	mb := float64(bulkBytes) / (1 << 20)
 	b.ReportMetric(mb/dt.Seconds(), "direct-MB/s")
 	b.ReportMetric(mb/pt.Seconds(), "proxy-MB/s")
@@ -161,23 +178,9 @@ func BenchmarkProxyThroughput(b *testing.B) {
 	b.Run("tcp", benchTCPThroughput)
 	for _, mode := range []string{"tunnel", "terminate"} {
 		b.Run("https/"+mode, func(b *testing.B) {
-			cfg := Config{Rules: []Rule{{Host: "api.test"}}}
-			if mode == "terminate" {
-				cfg.Credentials = map[string]Credential{"api.test": {Header: "x-api-key", Value: "K"}}
-			}
-			e := newEnv(b, cfg)
-			proxied := e.client(testToken)
+			_, proxied, direct := benchClients(b, mode == "terminate")
 			proxied.Transport.(*http.Transport).DisableKeepAlives = true
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(e.upCA.pem)
-			direct := &http.Client{Transport: &http.Transport{
-				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, network, e.tlsAddr)
-				},
-				TLSClientConfig:   &tls.Config{RootCAs: pool},
-				DisableKeepAlives: true,
-			}}
+			direct.Transport.(*http.Transport).DisableKeepAlives = true
 			transfer := func(c *http.Client) time.Duration {
 				start := time.Now()
 				resp, err := c.Get("https://api.test/bulk")
@@ -191,16 +194,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 				readBulk(b, resp.Body)
 				return time.Since(start)
 			}
-			transfer(direct)
-			transfer(proxied)
-			var dts, pts []time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N*bulkRounds; i++ {
-				dts = append(dts, transfer(direct))
-				pts = append(pts, transfer(proxied))
-			}
-			b.StopTimer()
-			reportThroughput(b, dts, pts)
+			pairedThroughput(b, func() time.Duration { return transfer(direct) }, func() time.Duration { return transfer(proxied) })
 		})
 	}
 }
@@ -252,14 +246,5 @@ func benchTCPThroughput(b *testing.B) {
 		readBulk(b, r)
 		return time.Since(start)
 	}
-	transfer(false)
-	transfer(true)
-	var dts, pts []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N*bulkRounds; i++ {
-		dts = append(dts, transfer(false))
-		pts = append(pts, transfer(true))
-	}
-	b.StopTimer()
-	reportThroughput(b, dts, pts)
+	pairedThroughput(b, func() time.Duration { return transfer(false) }, func() time.Duration { return transfer(true) })
 }
