@@ -40,6 +40,25 @@ public class Fetch {
 }
 `
 
+// fetchPlainJava is fetchJava without an Authenticator of its own, as most programs are: the
+// session's Java agent answers the proxy's 407.
+const fetchPlainJava = `import java.net.*;
+
+public class FetchPlain {
+    public static void main(String[] args) throws Exception {
+        HttpURLConnection c = (HttpURLConnection) URI.create(args[0]).toURL().openConnection();
+        c.setConnectTimeout(20000);
+        c.setReadTimeout(20000);
+        try {
+            System.out.print(new String(c.getInputStream().readAllBytes(), "UTF-8"));
+        } catch (java.io.IOException e) {
+            System.out.println("ERROR: " + e);
+            System.exit(3);
+        }
+    }
+}
+`
+
 // jdks are the JDKs on this machine that can run a source file: java on PATH and each one
 // under /usr/lib/jvm, once each.
 func jdks() []string {
@@ -79,13 +98,30 @@ func TestJavaTrustsTheSessionCA(t *testing.T) {
 			t.Parallel()
 			tb := setup(t)
 			tb.spec.Network = f.network()
-			if err := os.WriteFile(filepath.Join(tb.rw, "Fetch.java"), []byte(fetchJava), 0o644); err != nil {
-				t.Fatal(err)
+			for name, src := range map[string]string{"Fetch.java": fetchJava, "FetchPlain.java": fetchPlainJava} {
+				if err := os.WriteFile(filepath.Join(tb.rw, name), []byte(src), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			s := tb.start(t)
-			fetch := func(script string) runResult {
-				return run(t, s, sandbox.Command{Args: []string{"sh", "-c", script, "sh", java, "https://secure.test/"},
+			fetchURL := func(script, url string) runResult {
+				return run(t, s, sandbox.Command{Args: []string{"sh", "-c", script, "sh", java, url},
 					Dir: tb.rwDest(), Timeout: 2 * time.Minute})
+			}
+			fetch := func(script string) runResult { return fetchURL(script, "https://secure.test/") }
+
+			// A program without an Authenticator, through the CONNECT tunnel and as a forward
+			// proxy request; without the agent, the proxy's 407 stops both.
+			for url, want := range map[string]string{"https://secure.test/": "secure hello\n", "http://allowed.test/": "hello from allowed.test\n"} {
+				if r := fetchURL(`exec "$1" FetchPlain.java "$2"`, url); r.ExitCode != 0 || r.stdout != want {
+					t.Errorf("java without an Authenticator, %s: exit %d, %q\n%s", url, r.ExitCode, r.stdout, r.stderr)
+				}
+				r := fetchURL(`JAVA_TOOL_OPTIONS=$(printf %s "$JAVA_TOOL_OPTIONS" | sed 's/ *-javaagent:[^ ]*//g')
+case "$JAVA_TOOL_OPTIONS" in *javaagent*|"") echo "options not stripped: $JAVA_TOOL_OPTIONS"; exit 9;; esac
+export JAVA_TOOL_OPTIONS; exec "$1" FetchPlain.java "$2"`, url)
+				if r.ExitCode != 3 || !strings.Contains(r.stdout, "407") {
+					t.Errorf("java without the agent, %s: exit %d, want 3 and a 407; %q\n%s", url, r.ExitCode, r.stdout, r.stderr)
+				}
 			}
 
 			if r := fetch(`exec "$1" Fetch.java "$2"`); r.ExitCode != 0 || r.stdout != "secure hello\n" {

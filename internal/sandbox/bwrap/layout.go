@@ -229,6 +229,13 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 			}
 			b.copyIn(l, f, c[1])
 		}
+		if spec.Network.ProxyToken != "" {
+			f, err := sealedFile("keepup-java-agent", javaProxyAgentJar())
+			if err != nil {
+				return l, fmt.Errorf("bwrap: Java agent: %w", err)
+			}
+			b.copyIn(l, f, JavaProxyAgent)
+		}
 		// Shown at the system bundle's own path too, for the tools that read only that; only
 		// where /etc shows it (a bound folder of etcFiles) and it is a plain file.
 		if system != "" && strings.HasPrefix(system, "/etc/") {

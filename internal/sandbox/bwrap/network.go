@@ -57,11 +57,13 @@ func proxyEnv(n *sandbox.Network) map[string]string {
 	}
 	java := []string{"-Dhttp.proxyHost=" + host, "-Dhttp.proxyPort=" + port, "-Dhttps.proxyHost=" + host, "-Dhttps.proxyPort=" + port}
 	if n.ProxyToken != "" {
-		// Read by Maven, Gradle and many HTTP clients (the JDK itself needs an Authenticator);
-		// Basic must not be disabled for the CONNECT tunnel.
+		// Read by Maven, Gradle and many HTTP clients; the JDK's own HttpURLConnection takes
+		// them from the Authenticator JavaProxyAgent installs. Basic must not be disabled for
+		// the CONNECT tunnel.
 		java = append(java, "-Dhttp.proxyUser=keepup", "-Dhttp.proxyPassword="+n.ProxyToken,
 			"-Dhttps.proxyUser=keepup", "-Dhttps.proxyPassword="+n.ProxyToken,
-			"-Djdk.http.auth.tunneling.disabledSchemes=", "-Djdk.http.auth.proxying.disabledSchemes=")
+			"-Djdk.http.auth.tunneling.disabledSchemes=", "-Djdk.http.auth.proxying.disabledSchemes=",
+			"-javaagent:"+JavaProxyAgent)
 	}
 	java = append(java, javaTrustOptions...)
 	env["JAVA_TOOL_OPTIONS"] = strings.Join(java, " ")
