@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,5 +75,35 @@ curl -sS --max-time 5 --noproxy '*' "$1" && echo DIRECT || echo NODIRECT`, allow
 	}
 	if v := e.run("", "audit", "verify"); v.code != 0 {
 		t.Errorf("audit verify: exit %d: %s%s", v.code, v.stdout, v.stderr)
+	}
+}
+
+// TestSandboxEgressLimitsFromConfig: the configuration's egress caps reach the session's proxy:
+// a request body over max_body_bytes is refused (413) before the host sees it, one under it
+// goes through.
+func TestSandboxEgressLimitsFromConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	var bodies atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies.Add(1)
+		fmt.Fprintf(w, "got %d", len(b))
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	e := newEnv(t)
+	e.write("g/x", "")
+	e.write(filepath.Join(e.home, "config.json"), `{"egress": {"allow": ["127.0.0.1:`+port+`"], "max_body_bytes": 100, "max_connections": 4}}`)
+	r := e.run("", "sandbox", "exec", "--grant", filepath.Join(e.dir, "g"), "--timeout", "60", "--", "sh", "-c",
+		`curl -s --max-time 20 -d "$(head -c 50 /dev/zero | tr '\0' a)" "$1"; echo; curl -s --max-time 20 -o /dev/null -w '%{http_code}\n' -d "$(head -c 500 /dev/zero | tr '\0' a)" "$1"`,
+		"sh", srv.URL+"/")
+	if want := "got 50\n413\n"; r.stdout != want {
+		t.Errorf("exit %d, stdout %q, want %q\n%s", r.code, r.stdout, want, r.stderr)
+	}
+	if n := bodies.Load(); n != 1 {
+		t.Errorf("the host received %d requests, want only the one under the cap", n)
 	}
 }

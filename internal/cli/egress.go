@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -44,10 +45,12 @@ func startEgress(set *settings, commit func(context.Context, *store.Batch) error
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
 	cfg := egress.Config{Rules: set.loaded.EgressRules()}
+	cfg.MaxConns, cfg.MaxBodyBytes = set.loaded.EgressLimits()
 	var roots *x509.CertPool
 	if over != nil {
 		base := over.proxy
 		base.Rules = append(cfg.Rules, base.Rules...)
+		base.MaxConns, base.MaxBodyBytes = cmp.Or(base.MaxConns, cfg.MaxConns), cmp.Or(base.MaxBodyBytes, cfg.MaxBodyBytes)
 		cfg = base
 		if over.roots != nil {
 			roots = over.roots.Clone()

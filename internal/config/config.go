@@ -87,6 +87,11 @@ type ManagedSandbox struct {
 type Egress struct {
 	Allow []string `json:"allow,omitempty"`
 	Deny  []string `json:"deny,omitempty"`
+	// MaxConnections caps the connections a session's commands have open through the proxy
+	// at once (0: egress.DefaultMaxConns); MaxBodyBytes caps a request body the proxy reads
+	// (0: egress.DefaultMaxBodyBytes). The managed policy's caps bound the user's.
+	MaxConnections int   `json:"max_connections,omitempty"`
+	MaxBodyBytes   int64 `json:"max_body_bytes,omitempty"`
 }
 
 // Managed is the managed policy: set by an administrator, read at start, always wins.
@@ -494,8 +499,9 @@ func decodeManagedSandbox(raw json.RawMessage, path string) (ManagedSandbox, err
 	return s, nil
 }
 
-// decodeEgress reads {"allow": [...], "deny": [...]}: host patterns, each checked the way the
-// egress proxy will read it (egress.ParseHostRule).
+// decodeEgress reads {"allow": [...], "deny": [...], "max_connections": N, "max_body_bytes": N}:
+// host patterns, each checked the way the egress proxy will read it (egress.ParseHostRule), and
+// positive caps.
 func decodeEgress(raw json.RawMessage, path string) (Egress, error) {
 	var e Egress
 	members, err := object(raw, path)
@@ -509,8 +515,20 @@ func decodeEgress(raw json.RawMessage, path string) (Egress, error) {
 			list = &e.Allow
 		case "deny":
 			list = &e.Deny
+		case "max_connections":
+			if e.MaxConnections, err = decodePositiveInt(m.val, join(path, m.key)); err != nil {
+				return e, err
+			}
+			continue
+		case "max_body_bytes":
+			n, err := decodePositiveInt(m.val, join(path, m.key))
+			if err != nil {
+				return e, err
+			}
+			e.MaxBodyBytes = int64(n)
+			continue
 		default:
-			return e, unknownField(path, m.key, "allow", "deny")
+			return e, unknownField(path, m.key, "allow", "deny", "max_body_bytes", "max_connections")
 		}
 		items, err := decodeStrings(m.val, join(path, m.key))
 		if err != nil {
@@ -524,6 +542,21 @@ func decodeEgress(raw json.RawMessage, path string) (Egress, error) {
 		*list = items
 	}
 	return e, nil
+}
+
+// EgressLimits are the egress proxy's caps: the user's, bounded by the managed policy's (the
+// lower of the two where both set one; 0 where neither does: the proxy's default).
+func (l *Loaded) EgressLimits() (maxConns int, maxBody int64) {
+	maxConns, maxBody = l.User.Egress.MaxConnections, l.User.Egress.MaxBodyBytes
+	if m := l.Managed; m != nil {
+		if c := m.Egress.MaxConnections; c > 0 && (maxConns == 0 || c < maxConns) {
+			maxConns = c
+		}
+		if b := m.Egress.MaxBodyBytes; b > 0 && (maxBody == 0 || b < maxBody) {
+			maxBody = b
+		}
+	}
+	return maxConns, maxBody
 }
 
 // EgressRules are the egress proxy's capabilities from both layers: every deny first (a deny

@@ -357,6 +357,41 @@ func TestGrantConfigIgnored(t *testing.T) {
 	}
 }
 
+// TestEgressLimits: the user sets the proxy's caps; the managed policy's bound them.
+func TestEgressLimits(t *testing.T) {
+	t.Parallel()
+	parse := func(file string) *Config {
+		c, err := ParseUser("/h/config.json", []byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	managed := func(file string) *Managed {
+		m, err := ParseManaged("/etc/m.json", []byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, c := range []struct {
+		user    *Config
+		managed *Managed
+		conns   int
+		body    int64
+	}{
+		{parse(`{}`), nil, 0, 0},
+		{parse(`{"egress": {"max_connections": 32, "max_body_bytes": 1000}}`), nil, 32, 1000},
+		{parse(`{"egress": {"max_connections": 32}}`), managed(`{"egress": {"max_connections": 8, "max_body_bytes": 500}}`), 8, 500},
+		{parse(`{"egress": {"max_connections": 4, "max_body_bytes": 100}}`), managed(`{"egress": {"max_connections": 8, "max_body_bytes": 500}}`), 4, 100},
+	} {
+		conns, body := (&Loaded{User: c.user, Managed: c.managed}).EgressLimits()
+		if conns != c.conns || body != c.body {
+			t.Errorf("user %+v, managed %+v: limits %d, %d; want %d, %d", c.user.Egress, c.managed, conns, body, c.conns, c.body)
+		}
+	}
+}
+
 func TestEgressCapabilities(t *testing.T) {
 	t.Parallel()
 	user, err := ParseUser("/h/config.json", []byte(`{"egress": {"allow": ["api.example.com", "*.docs.example:8443"], "deny": ["evil.example.com"]}}`))
@@ -379,6 +414,8 @@ func TestEgressCapabilities(t *testing.T) {
 		{`{"egress": {"allow": ["*.com"]}}`, "egress.allow[0]"},
 		{`{"egress": {"allow": "x.com"}}`, "egress.allow"},
 		{`{"egress": {"permit": []}}`, `unknown field "permit"`},
+		{`{"egress": {"max_connections": 0}}`, "egress.max_connections: expected a positive whole number"},
+		{`{"egress": {"max_body_bytes": "10MB"}}`, "egress.max_body_bytes: expected a positive whole number"},
 	} {
 		if _, err := ParseUser("/h/config.json", []byte(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.file, err, c.want)
