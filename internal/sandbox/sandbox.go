@@ -82,6 +82,10 @@ type Result struct {
 	Signal   string
 	TimedOut bool
 	Duration time.Duration
+	// Quarantined lists the protected paths (sandbox paths) that commands made in read-write
+	// mounts, where the start's binds did not reach, and that were moved out of the
+	// sandbox's reach when this command ended (see the backend).
+	Quarantined []string
 }
 
 // Session is a started sandbox.

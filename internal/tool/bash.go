@@ -569,6 +569,11 @@ func runBash(ctx context.Context, env *Env, command, cwd string, timeout time.Du
 	} else if !strings.HasSuffix(text, "\n") {
 		text += "\n"
 	}
+	if len(res.Quarantined) > 0 {
+		text += "[keepup moved these protected paths, made in the session's folders, out of them: " +
+			strings.Join(res.Quarantined, ", ") + ". Protected paths (.git hooks and config, shell rc files, " +
+			"editor and agent settings) are never written without the user's approval.]\n"
+	}
 	return &Result{
 		Content:   text + status,
 		IsError:   res.ExitCode != 0 || res.TimedOut || res.Signal != "",

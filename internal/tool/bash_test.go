@@ -485,3 +485,23 @@ func TestBashWithoutOutput(t *testing.T) {
 		t.Errorf("content %q", res.Content)
 	}
 }
+
+// TestBashProtectedPathMadeInNewFolder: a command that makes a repository's hook in a folder
+// of its own making (where no guard reached at the start) finds it moved out when it ends, and
+// the result says so.
+func TestBashProtectedPathMadeInNewFolder(t *testing.T) {
+	t.Parallel()
+	b := bashSetup(t)
+	c := b.mustPrepare(t, "bash", bashJSON("mkdir -p newproj/.git/hooks && echo evil > newproj/.git/hooks/pre-commit && echo made"))
+	res := mustRun(t, c)
+	want := b.s.Default().Virtual() + "/newproj/.git/hooks"
+	if !strings.Contains(res.Content, "made\n[keepup moved these protected paths, made in the session's folders, out of them: "+want+".") {
+		t.Errorf("content %q does not name %s", res.Content, want)
+	}
+	if _, err := os.Lstat(filepath.Join(b.docs, "newproj", ".git", "hooks")); err == nil {
+		t.Error("newproj/.git/hooks is still in the folder")
+	}
+	if _, err := os.Stat(filepath.Join(b.docs, "newproj", ".git")); err != nil {
+		t.Errorf("newproj/.git, not protected, is gone: %v", err)
+	}
+}

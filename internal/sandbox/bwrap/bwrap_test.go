@@ -386,10 +386,22 @@ func TestProtectedPaths(t *testing.T) {
 	}
 
 	// Placeholders are gone; what existed is untouched.
-	for _, p := range []string{".git/hooks", ".claude", ".bashrc", ".gitmodules", ".mcp.json", ".keepup", ".vscode", ".idea", ".profile"} {
+	for _, p := range []string{".git/hooks", ".claude", ".bashrc", ".gitmodules", ".mcp.json", ".vscode", ".idea", ".profile"} {
 		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err == nil {
 			t.Errorf("placeholder %s left on the host", p)
 		}
+	}
+	// "mv nested/repo r2" failed to rename the pinned folder, and copied it instead: its
+	// protected paths, made in a new folder, went to the quarantine, the only thing left in
+	// .keepup.
+	if _, err := os.Lstat(filepath.Join(tb.rw, "r2/.git/config")); err == nil {
+		t.Error("r2/.git/config, a copy mv made, is in the folder")
+	}
+	if b, err := os.ReadFile(filepath.Join(tb.rw, bwrap.QuarantineDir, tb.spec.SessionID, "r2/.git/config")); err != nil || string(b) != "[nested]\n" {
+		t.Errorf("quarantined r2/.git/config: %q, %v", b, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(tb.rw, ".keepup")); len(ents) != 1 || ents[0].Name() != "quarantine" {
+		t.Errorf(".keepup holds %v, want the quarantine only", ents)
 	}
 	for rel, want := range map[string]string{
 		".git/config":                              "[core]\n",
@@ -405,6 +417,103 @@ func TestProtectedPaths(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(tb.rw, p)); err == nil {
 			t.Errorf("%s exists on the host after the session", p)
 		}
+	}
+}
+
+// TestProtectedPathsMadeLater: protected paths a command makes below the top of a read-write
+// mount, in folders that held none when the session started (where no bind reaches), are moved
+// to the mount's quarantine when the command ends, and reported with its result; so are those
+// made elsewhere and moved in. What else the command made stays, and nothing of the
+// quarantine is reachable inside.
+func TestProtectedPathsMadeLater(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	if err := os.MkdirAll(filepath.Join(tb.rw, "old/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.start(t)
+	r := sh(t, s, `set -e
+mkdir -p proj && cd proj && mkdir -p .git/hooks && echo evil > .git/hooks/pre-commit && echo '[x]' > .git/config && echo keep > .git/HEAD && cd ..
+mkdir -p old/sub/.vscode && echo '{}' > old/sub/.vscode/tasks.json
+echo evil > old/.bashrc
+mkdir -p stage/hooks && echo evil > stage/hooks/post-checkout && mkdir -p repo2 && mv stage repo2/.git
+mkdir -p deep/a/b/c/.claude && echo '{}' > deep/a/b/c/.claude/settings.json
+echo fine > old/sub/notes.txt`)
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", r.ExitCode, r.stderr)
+	}
+	want := []string{"proj/.git/hooks", "proj/.git/config", "old/sub/.vscode", "old/.bashrc", "repo2/.git/hooks", "deep/a/b/c/.claude"}
+	var got []string
+	for _, q := range r.Quarantined {
+		got = append(got, strings.TrimPrefix(q, tb.rwDest()+"/"))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("quarantined %q, want %q", got, want)
+	}
+	for _, rel := range want {
+		if _, err := os.Lstat(filepath.Join(tb.rw, rel)); err == nil {
+			t.Errorf("%s is still in the folder", rel)
+		}
+	}
+	q := filepath.Join(tb.rw, bwrap.QuarantineDir, tb.spec.SessionID)
+	if b, err := os.ReadFile(filepath.Join(q, "proj/.git/hooks/pre-commit")); err != nil || string(b) != "evil\n" {
+		t.Errorf("the hook in quarantine: %q, %v", b, err)
+	}
+	for rel, content := range map[string]string{"proj/.git/HEAD": "keep\n", "old/sub/notes.txt": "fine\n"} {
+		if b, err := os.ReadFile(filepath.Join(tb.rw, rel)); err != nil || string(b) != content {
+			t.Errorf("%s: %q, %v; want it kept", rel, b, err)
+		}
+	}
+	// The next command finds them gone, cannot reach the quarantine, and is told of nothing new.
+	r = sh(t, s, "test ! -e proj/.git/hooks && test ! -e old/.bashrc && ! ls .keepup/quarantine 2>/dev/null | grep -q . && echo OK")
+	if r.stdout != "OK\n" || len(r.Quarantined) != 0 {
+		t.Errorf("next command: %q %q %v", r.stdout, r.stderr, r.Quarantined)
+	}
+	// Made again, moved again, under another name.
+	r = sh(t, s, "mkdir -p proj/.git/hooks && echo again > proj/.git/hooks/pre-commit")
+	if len(r.Quarantined) != 1 {
+		t.Errorf("made again: quarantined %v", r.Quarantined)
+	}
+	if b, err := os.ReadFile(filepath.Join(q, "proj/.git/hooks~1/pre-commit")); err != nil || string(b) != "again\n" {
+		t.Errorf("the second hook in quarantine: %q, %v", b, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The quarantine outlives the session, in the folder's .keepup.
+	if _, err := os.Stat(filepath.Join(q, "deep/a/b/c/.claude/settings.json")); err != nil {
+		t.Errorf("quarantine after the session: %v", err)
+	}
+}
+
+// TestProtectedPathsAfterLostEvents: when a command makes more names than the kernel queues
+// events for (fs.inotify.max_queued_events), the events after that are lost; the watch then
+// searches the whole mount, and still finds a protected path made after the flood.
+func TestProtectedPathsAfterLostEvents(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events")
+	if err != nil {
+		t.Skip(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n > 100_000 {
+		t.Skipf("max_queued_events %q: too many names to make", b)
+	}
+	tb := setup(t)
+	s := tb.start(t)
+	// The flood is made in the mount's top, a folder watched from the start.
+	r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", "seq -f 'f%g' " + strconv.Itoa(n+100) +
+		" | xargs touch && mkdir -p late/.vscode && echo '{}' > late/.vscode/tasks.json"}, Dir: tb.rwDest(), Timeout: 2 * time.Minute})
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", r.ExitCode, r.stderr)
+	}
+	if want := tb.rwDest() + "/late/.vscode"; !slices.Equal(r.Quarantined, []string{want}) {
+		t.Errorf("quarantined %v, want %s", r.Quarantined, want)
+	}
+	if _, err := os.Lstat(filepath.Join(tb.rw, "late/.vscode")); err == nil {
+		t.Error("late/.vscode is still in the folder")
 	}
 }
 

@@ -39,6 +39,13 @@ func (r *registry) entryPath(p placeholder) string {
 	return filepath.Join(r.dir, hex.EncodeToString(sum[:16])+".json")
 }
 
+// has reports whether p is a registered placeholder: one a session of this state folder made,
+// or is about to make, and guards.
+func (r *registry) has(p placeholder) bool {
+	_, err := os.Stat(r.entryPath(p))
+	return err == nil
+}
+
 // hold registers the placeholders a session is about to create and adopts the registered
 // ones among the paths it guards.
 func (r *registry) hold(created, guarded []placeholder) ([]held, error) {

@@ -44,6 +44,7 @@ type Session struct {
 	held    []held // placeholder registry entries
 	cg      *cgroup
 	v1      *v1Cgroup
+	watch   *protectWatch // nil until started, and without read-write mounts to guard
 	limits  sandbox.Limits
 
 	cmd     *exec.Cmd
@@ -256,6 +257,10 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		return nil, s.startError()
 	case <-ctx.Done():
 		return nil, fmt.Errorf("bwrap: waiting for the sandbox to start: %w", ctx.Err())
+	}
+	// Before any command: the placeholders bwrap made are there, and count as existing.
+	if s.watch, err = newProtectWatch(&spec, b.reg); err != nil {
+		return nil, fmt.Errorf("bwrap: %w", err)
 	}
 	return s, nil
 }
@@ -497,7 +502,8 @@ func (s *Session) Run(ctx context.Context, c sandbox.Command) (sandbox.Result, e
 	if !ok {
 		return sandbox.Result{Duration: time.Since(start)}, s.brokenError()
 	}
-	res := sandbox.Result{ExitCode: r.Exit, Signal: r.Signal, TimedOut: r.TimedOut, Duration: time.Since(start)}
+	res := sandbox.Result{ExitCode: r.Exit, Signal: r.Signal, TimedOut: r.TimedOut, Duration: time.Since(start),
+		Quarantined: s.watch.sync()}
 	if r.Err != "" {
 		return res, fmt.Errorf("bwrap: %s", r.Err)
 	}
@@ -545,6 +551,10 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
+	// What the last commands made of protected paths goes before the placeholders do (the
+	// quarantine is in one).
+	s.watch.sync()
+	s.watch.close()
 	// The placeholders and the state folder are independent: removed side by side.
 	var relErr error
 	var wg sync.WaitGroup

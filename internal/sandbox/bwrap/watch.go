@@ -1,0 +1,255 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keepup/keepup/internal/sandbox"
+)
+
+// QuarantineDir is where, below the top of a read-write mount on the host, a session's
+// protectWatch moves the protected paths its commands made: QuarantineDir/<session>/<path>. The
+// sandbox sees the mount's .keepup as an empty read-only placeholder, so it cannot reach them.
+const QuarantineDir = ".keepup/quarantine"
+
+// watchMask is what a watched folder reports: names that appear in it.
+const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
+
+// protectWatch keeps protected paths out of the read-write mounts below where the binds made at
+// the start reach: a command can make a folder and, in it, .git/hooks/pre-commit or
+// .vscode/tasks.json. Every folder of each mount is watched (inotify) for names that appear;
+// after each command, the events are read, each new folder is searched (what was made in it
+// before it could be watched too), and every protected path that did not exist at the start is
+// moved to QuarantineDir at once, before anything on the host could run it. The sandbox cannot
+// stop this: it runs on the host, after the command, and walks the mount through an os.Root.
+type protectWatch struct {
+	reg     *registry // the placeholders sessions make are theirs, not a command's
+	mu      sync.Mutex
+	fd      int
+	session string
+	mounts  []*watchedMount
+	wds     map[int32]watchedDir
+	found   []string // sandbox paths moved out since the last take
+	buf     []byte
+	blind   bool // a folder could not be watched: search everything at every sync
+}
+
+type watchedMount struct {
+	dest    string // inside the sandbox
+	host    string // symlinks resolved, as the placeholders name it
+	root    *os.Root
+	protect [][]string // each protected path's components, lower-cased
+	pre     map[string]bool
+}
+
+type watchedDir struct {
+	m   *watchedMount
+	rel string
+}
+
+// newProtectWatch watches the read-write mounts of spec that list protected paths. Protected
+// paths that exist already are recorded: the start's binds keep them read-only, and they stay.
+func newProtectWatch(spec *sandbox.Spec, reg *registry) (*protectWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("watch for protected paths: %w", err)
+	}
+	w := &protectWatch{reg: reg, fd: fd, session: spec.SessionID, wds: map[int32]watchedDir{}, buf: make([]byte, 64<<10)}
+	for _, sm := range spec.Mounts {
+		if !sm.RW || len(sm.Protect) == 0 {
+			continue
+		}
+		host, err := filepath.EvalSymlinks(sm.Host)
+		var root *os.Root
+		if err == nil {
+			root, err = os.OpenRoot(host)
+		}
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
+		}
+		m := &watchedMount{dest: sm.Dest, host: host, root: root, pre: map[string]bool{}}
+		for _, p := range sm.Protect {
+			if c, err := cleanRel(p); err == nil {
+				m.protect = append(m.protect, strings.Split(strings.ToLower(c), "/"))
+			}
+		}
+		w.mounts = append(w.mounts, m)
+		if err := w.watchTree(m, ".", true); err != nil {
+			w.close()
+			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
+		}
+	}
+	return w, nil
+}
+
+// protected reports whether rel (slash-separated, relative to the mount) is or lies below one
+// of m's protected paths, at any depth: the file tools' rule.
+func (m *watchedMount) protected(rel string) bool {
+	parts := strings.Split(strings.ToLower(rel), "/")
+	for i := range parts {
+		for _, p := range m.protect {
+			if i+len(p) <= len(parts) && slices.Equal(parts[i:i+len(p)], p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// watchTree watches rel and every folder below it, and moves out every protected path in it
+// that did not exist at the start (at the start, start: records them instead). At the start
+// the walk is bounded as the guards' is, and fails past the bound; later it is not: what it
+// walks then, a command made. A folder that cannot be watched (the watch limit) leaves the
+// watch blind: every sync then searches every mount whole.
+func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error {
+	n := 0
+	return fs.WalkDir(m.root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile, or unreadable: the sandbox's user cannot make anything in it either
+		}
+		if n++; start && n > walkEntries {
+			return fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
+		}
+		if p != "." && m.protected(p) {
+			if start {
+				m.pre[p] = true
+			} else if !m.pre[p] {
+				w.quarantine(m, p)
+			}
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if err := w.addWatch(m, p); err != nil {
+				if start {
+					return err
+				}
+				w.blind = true
+			}
+		}
+		return nil
+	})
+}
+
+// addWatch watches the folder rel of m, through a descriptor opened in m's root (a folder
+// swapped for a symlink is not followed out of it).
+func (w *protectWatch) addWatch(m *watchedMount, rel string) error {
+	f, err := m.root.Open(rel)
+	if err != nil {
+		return nil // gone meanwhile
+	}
+	defer f.Close()
+	wd, err := unix.InotifyAddWatch(w.fd, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), watchMask)
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("%w: the inotify watch limit is reached (raise fs.inotify.max_user_watches)", ErrTooLarge)
+	}
+	if err != nil {
+		return nil // not a folder any more
+	}
+	w.wds[int32(wd)] = watchedDir{m: m, rel: rel}
+	return nil
+}
+
+// quarantine moves the protected path rel of m to QuarantineDir, under a name not taken yet;
+// what cannot be moved is removed. A placeholder a session made (this one's, or a concurrent
+// one's on the same folder) is left: it is a guard.
+func (w *protectWatch) quarantine(m *watchedMount, rel string) {
+	if w.reg != nil && w.reg.has(placeholder{Root: m.host, Rel: rel}) {
+		m.pre[rel] = true
+		return
+	}
+	base := path.Join(QuarantineDir, w.session, rel)
+	dst := base
+	for i := 1; ; i++ {
+		if _, err := m.root.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dst = base + "~" + strconv.Itoa(i)
+	}
+	err := m.root.MkdirAll(path.Dir(dst), 0o700)
+	if err == nil {
+		err = m.root.Rename(rel, dst)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return // gone meanwhile
+		}
+		_ = m.root.RemoveAll(rel)
+	}
+	w.found = append(w.found, path.Join(m.dest, rel))
+}
+
+// sync reads the events so far and acts on them; it returns the sandbox paths moved out since
+// the last call. After an overflow of the event queue it searches every mount whole.
+func (w *protectWatch) sync() []string {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lost := false // the event queue overflowed
+	for {
+		n, err := unix.Read(w.fd, w.buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
+			name := strings.TrimRight(string(w.buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			switch {
+			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+				lost = true
+			case ev.Mask&unix.IN_IGNORED != 0:
+				delete(w.wds, ev.Wd)
+			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+				d, ok := w.wds[ev.Wd]
+				if !ok || name == "" {
+					continue
+				}
+				rel := path.Join(d.rel, name)
+				switch {
+				case d.m.protected(rel):
+					if !d.m.pre[rel] {
+						w.quarantine(d.m, rel)
+					}
+				case ev.Mask&unix.IN_ISDIR != 0:
+					// A folder made or moved in: search it, and watch it and what is below.
+					_ = w.watchTree(d.m, rel, false)
+				}
+			}
+		}
+	}
+	if lost || w.blind {
+		for _, m := range w.mounts {
+			_ = w.watchTree(m, ".", false)
+		}
+	}
+	out := w.found
+	w.found = nil
+	return out
+}
+
+func (w *protectWatch) close() {
+	if w == nil {
+		return
+	}
+	unix.Close(w.fd)
+	for _, m := range w.mounts {
+		m.root.Close()
+	}
+}
