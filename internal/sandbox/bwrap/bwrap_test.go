@@ -488,6 +488,26 @@ echo fine > old/sub/notes.txt`)
 	}
 }
 
+// TestProtectedPathsWithoutWatches: a session that cannot watch every folder (the watch limit,
+// here lowered to one folder) searches its mounts whole after each command instead, and finds
+// protected paths made in folders it does not watch.
+func TestProtectedPathsWithoutWatches(t *testing.T) {
+	// Not parallel: the bound is the package's.
+	old := bwrap.SetMaxSessionWatches(1)
+	defer bwrap.SetMaxSessionWatches(old)
+	tb := setup(t)
+	if err := os.MkdirAll(filepath.Join(tb.rw, "a/b/c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.start(t)
+	r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", "echo evil > a/b/c/.bashrc && mkdir -p a/b/.claude && echo ok"}, Dir: tb.rwDest()})
+	got := slices.Clone(r.Quarantined)
+	slices.Sort(got)
+	if want := []string{tb.rwDest() + "/a/b/.claude", tb.rwDest() + "/a/b/c/.bashrc"}; r.stdout != "ok\n" || !slices.Equal(got, want) {
+		t.Errorf("%q: quarantined %v, want %v", r.stdout, got, want)
+	}
+}
+
 // TestProtectedPathsAfterLostEvents: when a command makes more names than the kernel queues
 // events for (fs.inotify.max_queued_events), the events after that are lost; the watch then
 // searches the whole mount, and still finds a protected path made after the flood.

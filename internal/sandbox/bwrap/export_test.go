@@ -10,6 +10,14 @@ import (
 // SetStaleAge lets tests clean up dead sessions' folders without waiting.
 func SetStaleAge(d time.Duration) { staleAge.Store(max(int64(d), 1)) }
 
+// SetMaxSessionWatches bounds the folders a session's protect watch watches; it returns the
+// previous bound.
+func SetMaxSessionWatches(n int) int {
+	old := maxSessionWatches
+	maxSessionWatches = n
+	return old
+}
+
 // CgroupParents lists the folders b makes sessions' cgroups in (none when it uses no cgroup).
 func CgroupParents(b *Backend) []string { return b.cgroupParents() }
 

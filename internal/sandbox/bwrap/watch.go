@@ -23,6 +23,10 @@ import (
 // sandbox sees the mount's .keepup as an empty read-only placeholder, so it cannot reach them.
 const QuarantineDir = ".keepup/quarantine"
 
+// maxSessionWatches bounds one session's watches: the kernel counts them per user, across every
+// session (fs.inotify.max_user_watches); past the bound the watch goes blind (see watchTree).
+var maxSessionWatches = 1 << 16
+
 // watchMask is what a watched folder reports: names that appear in it.
 const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
 
@@ -112,7 +116,7 @@ func (m *watchedMount) protected(rel string) bool {
 // that did not exist at the start (at the start, start: records them instead). At the start
 // the walk is bounded as the guards' is, and fails past the bound; later it is not: what it
 // walks then, a command made. A folder that cannot be watched (the watch limit) leaves the
-// watch blind: every sync then searches every mount whole.
+// watch blind: no more watches are added, and every sync searches every mount whole.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error {
 	n := 0
 	return fs.WalkDir(m.root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
@@ -133,11 +137,10 @@ func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error 
 			}
 			return nil
 		}
-		if d.IsDir() {
+		if d.IsDir() && !w.blind {
 			if err := w.addWatch(m, p); err != nil {
-				if start {
-					return err
-				}
+				// Out of watches (they are counted per user, across every session): search
+				// every mount whole after each command instead, slower but as sure.
 				w.blind = true
 			}
 		}
@@ -148,6 +151,9 @@ func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error 
 // addWatch watches the folder rel of m, through a descriptor opened in m's root (a folder
 // swapped for a symlink is not followed out of it).
 func (w *protectWatch) addWatch(m *watchedMount, rel string) error {
+	if len(w.wds) >= maxSessionWatches {
+		return unix.ENOSPC
+	}
 	f, err := m.root.Open(rel)
 	if err != nil {
 		return nil // gone meanwhile
@@ -155,7 +161,7 @@ func (w *protectWatch) addWatch(m *watchedMount, rel string) error {
 	defer f.Close()
 	wd, err := unix.InotifyAddWatch(w.fd, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), watchMask)
 	if errors.Is(err, unix.ENOSPC) {
-		return fmt.Errorf("%w: the inotify watch limit is reached (raise fs.inotify.max_user_watches)", ErrTooLarge)
+		return err
 	}
 	if err != nil {
 		return nil // not a folder any more
