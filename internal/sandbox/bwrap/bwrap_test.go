@@ -508,6 +508,38 @@ func TestProtectedPathsWithoutWatches(t *testing.T) {
 	}
 }
 
+// TestProtectWatchClosed: a session's inotify descriptor is closed after the session ends (in
+// the background, see protectWatch.close), so a long-lived keepup does not collect them.
+func TestProtectWatchClosed(t *testing.T) {
+	// Not parallel: it counts this process's inotify descriptors.
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		n := 0
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "anon_inode:inotify" {
+				n++
+			}
+		}
+		return n
+	}
+	before := count()
+	tb := setup(t)
+	s := tb.start(t)
+	if n := count(); n != before+1 {
+		t.Fatalf("%d inotify descriptors while the session runs, want %d", n, before+1)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d inotify descriptors after the session ended, want %d", count(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestProtectedPathsAfterLostEvents: when a command makes more names than the kernel queues
 // events for (fs.inotify.max_queued_events), the events after that are lost; the watch then
 // searches the whole mount, and still finds a protected path made after the flood.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -250,11 +251,19 @@ func (w *protectWatch) sync() []string {
 	return out
 }
 
+// closeDelay is how long after a session's end its inotify descriptor is closed (see close).
+const closeDelay = 200 * time.Millisecond
+
+// close ends the watch. The inotify descriptor is closed a little later, in the background:
+// closing one that holds watches waits out an SRCU grace period (13 to 17 ms measured here),
+// which would otherwise be on the path of every session's end; a process that exits meanwhile
+// (keepup sandbox exec) does not wait for it, though it would wait for a thread still in close.
 func (w *protectWatch) close() {
 	if w == nil {
 		return
 	}
-	unix.Close(w.fd)
+	fd := w.fd
+	time.AfterFunc(closeDelay, func() { unix.Close(fd) })
 	for _, m := range w.mounts {
 		m.root.Close()
 	}
