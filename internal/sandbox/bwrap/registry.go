@@ -85,14 +85,17 @@ func (r *registry) hold(created, guarded []placeholder) ([]held, error) {
 func (r *registry) lock(p placeholder, create bool, how int) (*os.File, error) {
 	path := r.entryPath(p)
 	for range 100 {
-		flags := os.O_RDWR
+		flags := unix.O_RDWR | unix.O_CLOEXEC
 		if create {
-			flags |= os.O_CREATE
+			flags |= unix.O_CREAT
 		}
-		f, err := os.OpenFile(path, flags, 0o600)
+		// Opened directly: os.OpenFile would try (and fail) to put the file in the poller, four
+		// more system calls for each of a session's dozens of entries.
+		fd, err := unix.Open(path, flags, 0o600)
 		if err != nil {
-			return nil, err
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
+		f := os.NewFile(uintptr(fd), path)
 		if err := unix.Flock(int(f.Fd()), how); err != nil {
 			f.Close() // not locked
 			return nil, err
