@@ -488,6 +488,37 @@ echo fine > old/sub/notes.txt`)
 	}
 }
 
+// TestProtectedPathsMadeOnTheHost: what the user makes in the folder on the host between
+// commands (no process of the sandbox outlives its command, so nothing else can) is the
+// user's, and stays: a new repository's hooks, a folder's .vscode.
+func TestProtectedPathsMadeOnTheHost(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.start(t)
+	mustSh(t, s, "mkdir -p proj && echo x > proj/a.txt")
+	for rel, content := range map[string]string{"proj/.git/hooks/pre-commit": "#!/bin/sh\n", "proj/.git/config": "[core]\n", "other/.vscode/settings.json": "{}"} {
+		p := filepath.Join(tb.rw, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := sh(t, s, "cat proj/.git/config && echo made > proj/b.txt")
+	if r.ExitCode != 0 || r.stdout != "[core]\n" || len(r.Quarantined) != 0 {
+		t.Errorf("next command: exit %d %q, quarantined %v", r.ExitCode, r.stdout, r.Quarantined)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"proj/.git/hooks/pre-commit", "proj/.git/config", "other/.vscode/settings.json"} {
+		if _, err := os.Stat(filepath.Join(tb.rw, rel)); err != nil {
+			t.Errorf("%s, made on the host, is gone: %v", rel, err)
+		}
+	}
+}
+
 // TestProtectedPathsWithoutWatches: a session that cannot watch every folder (the watch limit,
 // here lowered to one folder) searches its mounts whole after each command instead, and finds
 // protected paths made in folders it does not watch.

@@ -421,6 +421,17 @@ func (s *Session) Run(ctx context.Context, c sandbox.Command) (sandbox.Result, e
 	id := s.nextID
 	s.pending[id] = ch
 	s.mu.Unlock()
+	// The protect watch tells what the command made from what the host made meanwhile.
+	s.watch.begin()
+	watching := true
+	endWatch := func() []string {
+		if !watching {
+			return nil
+		}
+		watching = false
+		return s.watch.end()
+	}
+	defer endWatch()
 
 	req := inside.Request{ID: id, FDs: 3, Run: &inside.Run{
 		Args: c.Args, Dir: dir, Env: envFor(&s.spec, c.Env), TimeoutNS: int64(c.Timeout),
@@ -503,7 +514,7 @@ func (s *Session) Run(ctx context.Context, c sandbox.Command) (sandbox.Result, e
 		return sandbox.Result{Duration: time.Since(start)}, s.brokenError()
 	}
 	res := sandbox.Result{ExitCode: r.Exit, Signal: r.Signal, TimedOut: r.TimedOut, Duration: time.Since(start),
-		Quarantined: s.watch.sync()}
+		Quarantined: endWatch()}
 	if r.Err != "" {
 		return res, fmt.Errorf("bwrap: %s", r.Err)
 	}
@@ -551,9 +562,6 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	// What the last commands made of protected paths goes before the placeholders do (the
-	// quarantine is in one).
-	s.watch.sync()
 	s.watch.close()
 	// The placeholders and the state folder are independent: removed side by side.
 	var relErr error

@@ -48,6 +48,8 @@ type protectWatch struct {
 	found   []string // sandbox paths moved out since the last take
 	buf     []byte
 	blind   bool // a folder could not be watched: search everything at every sync
+	running int  // commands running
+	closed  bool
 }
 
 type watchedMount struct {
@@ -114,9 +116,9 @@ func (m *watchedMount) protected(rel string) bool {
 }
 
 // watchTree watches rel and every folder below it, and moves out every protected path in it
-// that did not exist at the start (at the start, start: records them instead). At the start
-// the walk is bounded as the guards' is, and fails past the bound; later it is not: what it
-// walks then, a command made. A folder that cannot be watched (the watch limit) leaves the
+// that did not exist at the start (with start, as at the start and for what the host made,
+// records them instead). At the start the walk is bounded as the guards' is, and fails past
+// the bound; when moving it is not: what it walks then, a command made. A folder that cannot be watched (the watch limit) leaves the
 // watch blind: no more watches are added, and every sync searches every mount whole.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error {
 	n := 0
@@ -200,14 +202,43 @@ func (w *protectWatch) quarantine(m *watchedMount, rel string) {
 	w.found = append(w.found, path.Join(m.dest, rel))
 }
 
-// sync reads the events so far and acts on them; it returns the sandbox paths moved out since
-// the last call. After an overflow of the event queue it searches every mount whole.
-func (w *protectWatch) sync() []string {
+// begin is called as a command starts. When none was running, what appeared since the last
+// one ended was made on the host (no process of the sandbox outlives its command), by the user
+// or another program: it is taken for existing, not moved.
+func (w *protectWatch) begin() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running == 0 && !w.closed {
+		w.process(false)
+	}
+	w.running++
+}
+
+// end is called as a command ends; it moves out what appeared while it ran and returns the
+// sandbox paths moved since the last call.
+func (w *protectWatch) end() []string {
 	if w == nil {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.running--
+	if w.closed {
+		return nil
+	}
+	w.process(true)
+	out := w.found
+	w.found = nil
+	return out
+}
+
+// process reads the events so far and acts on them: with move, it moves out the protected
+// paths that appeared; without, it takes them for existing. After an overflow of the event
+// queue, or when blind, it searches every mount whole.
+func (w *protectWatch) process(move bool) {
 	lost := false // the event queue overflowed
 	for {
 		n, err := unix.Read(w.fd, w.buf)
@@ -231,24 +262,23 @@ func (w *protectWatch) sync() []string {
 				rel := path.Join(d.rel, name)
 				switch {
 				case d.m.protected(rel):
-					if !d.m.pre[rel] {
+					if !move {
+						d.m.pre[rel] = true
+					} else if !d.m.pre[rel] {
 						w.quarantine(d.m, rel)
 					}
 				case ev.Mask&unix.IN_ISDIR != 0:
 					// A folder made or moved in: search it, and watch it and what is below.
-					_ = w.watchTree(d.m, rel, false)
+					_ = w.watchTree(d.m, rel, !move)
 				}
 			}
 		}
 	}
 	if lost || w.blind {
 		for _, m := range w.mounts {
-			_ = w.watchTree(m, ".", false)
+			_ = w.watchTree(m, ".", !move)
 		}
 	}
-	out := w.found
-	w.found = nil
-	return out
 }
 
 // closeDelay is how long after a session's end its inotify descriptor is closed (see close).
@@ -262,6 +292,14 @@ func (w *protectWatch) close() {
 	if w == nil {
 		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// What commands still running made goes before the placeholders do (the quarantine is in
+	// one); they are being killed.
+	if w.running > 0 {
+		w.process(true)
+	}
+	w.closed = true
 	fd := w.fd
 	time.AfterFunc(closeDelay, func() { unix.Close(fd) })
 	for _, m := range w.mounts {
