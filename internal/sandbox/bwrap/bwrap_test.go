@@ -471,6 +471,10 @@ echo fine > old/sub/notes.txt`)
 	if r.stdout != "OK\n" || len(r.Quarantined) != 0 {
 		t.Errorf("next command: %q %q %v", r.stdout, r.stderr, r.Quarantined)
 	}
+	// Made and removed again within a command: nothing to move, nothing said.
+	if r := sh(t, s, "mkdir old/sub/.vscode && rmdir old/sub/.vscode"); len(r.Quarantined) != 0 {
+		t.Errorf("made and removed: quarantined %v", r.Quarantined)
+	}
 	// Made again, moved again, under another name.
 	r = sh(t, s, "mkdir -p proj/.git/hooks && echo again > proj/.git/hooks/pre-commit")
 	if len(r.Quarantined) != 1 {
@@ -485,6 +489,24 @@ echo fine > old/sub/notes.txt`)
 	// The quarantine outlives the session, in the folder's .keepup.
 	if _, err := os.Stat(filepath.Join(q, "deep/a/b/c/.claude/settings.json")); err != nil {
 		t.Errorf("quarantine after the session: %v", err)
+	}
+}
+
+// TestProtectedPathsMadeLaterWithoutKeepup: a mount whose protected list lacks .keepup (where
+// the quarantine would be in the sandbox's reach) has what commands make removed instead.
+func TestProtectedPathsMadeLaterWithoutKeepup(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.spec.Mounts[0].Protect = slices.DeleteFunc(slices.Clone(tb.spec.Mounts[0].Protect), func(p string) bool { return strings.HasPrefix(p, ".keepup") })
+	s := tb.start(t)
+	r := sh(t, s, "mkdir -p a/.vscode && echo '{}' > a/.vscode/tasks.json")
+	if want := []string{tb.rwDest() + "/a/.vscode"}; !slices.Equal(r.Quarantined, want) {
+		t.Errorf("quarantined %v, want %v", r.Quarantined, want)
+	}
+	for _, rel := range []string{"a/.vscode", ".keepup"} {
+		if _, err := os.Lstat(filepath.Join(tb.rw, rel)); err == nil {
+			t.Errorf("%s exists", rel)
+		}
 	}
 }
 

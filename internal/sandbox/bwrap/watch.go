@@ -34,10 +34,13 @@ const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ONLYDIR | unix.IN_
 // protectWatch keeps protected paths out of the read-write mounts below where the binds made at
 // the start reach: a command can make a folder and, in it, .git/hooks/pre-commit or
 // .vscode/tasks.json. Every folder of each mount is watched (inotify) for names that appear;
-// after each command, the events are read, each new folder is searched (what was made in it
-// before it could be watched too), and every protected path that did not exist at the start is
-// moved to QuarantineDir at once, before anything on the host could run it. The sandbox cannot
-// stop this: it runs on the host, after the command, and walks the mount through an os.Root.
+// when a command ends, the events are read, each new folder is searched (what was made in it
+// before it could be watched too), and every protected path that appeared is moved to
+// QuarantineDir at once, before anything on the host could run it. What appeared while no
+// command ran was made on the host, and is taken for existing (begin). The sandbox cannot stop
+// this: it runs on the host, after the command, and walks the mount through an os.Root. A
+// mount whose protected list lacks .keepup (where the quarantine would be within reach) has
+// what appears removed instead.
 type protectWatch struct {
 	reg     *registry // the placeholders sessions make are theirs, not a command's
 	mu      sync.Mutex
@@ -47,7 +50,7 @@ type protectWatch struct {
 	wds     map[int32]watchedDir
 	found   []string // sandbox paths moved out since the last take
 	buf     []byte
-	blind   bool // a folder could not be watched: search everything at every sync
+	blind   bool // a folder could not be watched: search everything whenever events are read
 	running int  // commands running
 	closed  bool
 }
@@ -56,8 +59,9 @@ type watchedMount struct {
 	dest    string // inside the sandbox
 	host    string // symlinks resolved, as the placeholders name it
 	root    *os.Root
-	protect [][]string // each protected path's components, lower-cased
-	pre     map[string]bool
+	protect [][]string      // each protected path's components, lower-cased
+	pre     map[string]bool // protected paths taken for existing, relative to the mount
+	keep    bool            // .keepup is protected: quarantine there, rather than remove
 }
 
 type watchedDir struct {
@@ -90,6 +94,7 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry) (*protectWatch, error) {
 		for _, p := range sm.Protect {
 			if c, err := cleanRel(p); err == nil {
 				m.protect = append(m.protect, strings.Split(strings.ToLower(c), "/"))
+				m.keep = m.keep || strings.EqualFold(c, ".keepup")
 			}
 		}
 		w.mounts = append(w.mounts, m)
@@ -181,6 +186,14 @@ func (w *protectWatch) quarantine(m *watchedMount, rel string) {
 		m.pre[rel] = true
 		return
 	}
+	if _, err := m.root.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
+		return // made and removed again
+	}
+	w.found = append(w.found, path.Join(m.dest, rel))
+	if !m.keep {
+		_ = m.root.RemoveAll(rel)
+		return
+	}
 	base := path.Join(QuarantineDir, w.session, rel)
 	dst := base
 	for i := 1; ; i++ {
@@ -193,13 +206,9 @@ func (w *protectWatch) quarantine(m *watchedMount, rel string) {
 	if err == nil {
 		err = m.root.Rename(rel, dst)
 	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return // gone meanwhile
-		}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		_ = m.root.RemoveAll(rel)
 	}
-	w.found = append(w.found, path.Join(m.dest, rel))
 }
 
 // begin is called as a command starts. When none was running, what appeared since the last
