@@ -155,6 +155,7 @@ func cmdSandboxExec(st *State, args []string) error {
 	defer stop()
 	spec := sandboxSpec(sess)
 	spec.Network = eg.network()
+	spec.OneCommand = true
 	sb, err := backend.Start(ctx, spec)
 	if err != nil {
 		return usagef("the sandbox cannot start, so nothing runs: %v (run 'keepup doctor')", oneLine(err.Error()))

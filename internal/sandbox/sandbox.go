@@ -63,6 +63,9 @@ type Spec struct {
 	Env     map[string]string
 	Limits  Limits
 	Network Network
+	// OneCommand says the session will run a single command (keepup sandbox exec): the backend
+	// may then prefer what is cheaper to set up and tear down over what is cheaper per command.
+	OneCommand bool
 }
 
 // Command is one command to run in a session.

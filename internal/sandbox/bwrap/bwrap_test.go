@@ -510,6 +510,22 @@ func TestProtectedPathsMadeLaterWithoutKeepup(t *testing.T) {
 	}
 }
 
+// TestProtectedPathsOneCommand: a session of one command (keepup sandbox exec) uses no inotify,
+// and finds what its command made by searching the mounts when it ends.
+func TestProtectedPathsOneCommand(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.spec.OneCommand = true
+	s := tb.start(t)
+	r := sh(t, s, "mkdir -p p/q/.git/hooks && echo evil > p/q/.git/hooks/pre-commit")
+	if want := []string{tb.rwDest() + "/p/q/.git/hooks"}; !slices.Equal(r.Quarantined, want) {
+		t.Errorf("quarantined %v, want %v", r.Quarantined, want)
+	}
+	if _, err := os.Lstat(filepath.Join(tb.rw, "p/q/.git/hooks")); err == nil {
+		t.Error("p/q/.git/hooks is still in the folder")
+	}
+}
+
 // TestProtectedPathsMadeOnTheHost: what the user makes in the folder on the host between
 // commands (no process of the sandbox outlives its command, so nothing else can) is the
 // user's, and stays: a new repository's hooks, a folder's .vscode.

@@ -71,12 +71,18 @@ type watchedDir struct {
 
 // newProtectWatch watches the read-write mounts of spec that list protected paths. Protected
 // paths that exist already are recorded: the start's binds keep them read-only, and they stay.
+// A session of one command is searched whole when its command ends, without inotify: a process
+// that ends holding watches waits out an SRCU grace period as it exits (13 to 17 ms here),
+// more than searching a usual folder takes.
 func newProtectWatch(spec *sandbox.Spec, reg *registry) (*protectWatch, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("watch for protected paths: %w", err)
+	w := &protectWatch{reg: reg, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: spec.OneCommand}
+	if !w.blind {
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			return nil, fmt.Errorf("watch for protected paths: %w", err)
+		}
+		w.fd, w.buf = fd, make([]byte, 64<<10)
 	}
-	w := &protectWatch{reg: reg, fd: fd, session: spec.SessionID, wds: map[int32]watchedDir{}, buf: make([]byte, 64<<10)}
 	for _, sm := range spec.Mounts {
 		if !sm.RW || len(sm.Protect) == 0 {
 			continue
@@ -249,7 +255,7 @@ func (w *protectWatch) end() []string {
 // queue, or when blind, it searches every mount whole.
 func (w *protectWatch) process(move bool) {
 	lost := false // the event queue overflowed
-	for {
+	for w.fd >= 0 {
 		n, err := unix.Read(w.fd, w.buf)
 		if n <= 0 || err != nil {
 			break
@@ -295,8 +301,9 @@ const closeDelay = 200 * time.Millisecond
 
 // close ends the watch. The inotify descriptor is closed a little later, in the background:
 // closing one that holds watches waits out an SRCU grace period (13 to 17 ms measured here),
-// which would otherwise be on the path of every session's end; a process that exits meanwhile
-// (keepup sandbox exec) does not wait for it, though it would wait for a thread still in close.
+// which would otherwise be on the path of every session's end in a long-lived keepup. (A
+// process that exits holding watches waits for it all the same: a one-command session has
+// none, see newProtectWatch.)
 func (w *protectWatch) close() {
 	if w == nil {
 		return
@@ -309,8 +316,9 @@ func (w *protectWatch) close() {
 		w.process(true)
 	}
 	w.closed = true
-	fd := w.fd
-	time.AfterFunc(closeDelay, func() { unix.Close(fd) })
+	if fd := w.fd; fd >= 0 {
+		time.AfterFunc(closeDelay, func() { unix.Close(fd) })
+	}
 	for _, m := range w.mounts {
 		m.root.Close()
 	}
