@@ -17,7 +17,8 @@ func TestDoctor(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("doctor exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"ok    bubblewrap", "ok    Landlock ABI", "ok    seccomp filter", "ok    a sandbox starts", "ok    self-test: runs as an unprivileged user", "ok    self-test: no network"} {
+	for _, want := range []string{"ok    bubblewrap", "ok    Landlock ABI", "ok    seccomp filter", "ok    a sandbox starts", "ok    self-test: runs as an unprivileged user", "ok    self-test: no network",
+		"ok    self-test: a protected path made in a new folder is moved out"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, r.stdout)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/bwrap"
 	"github.com/keepup/keepup/internal/sandbox/seccomp"
 	"github.com/keepup/keepup/internal/scope"
 )
@@ -90,17 +92,17 @@ func cmdDoctor(st *State, args []string) error {
 		r.ok("seccomp filter: %d instructions, %d system calls refused", len(prog)/8, len(seccomp.Denied()))
 	}
 
-	if dir, ok := cgroupV2(); ok {
+	// Without cgroup v2, what bounds a session is the backend's to say (selfTest).
+	dir, v2 := cgroupV2()
+	if v2 {
 		r.ok("cgroup v2 at %s with pids, memory and cpu controllers: per-session limits", dir)
-	} else {
-		r.warn("cgroup v2: no writable hierarchy with the pids, memory and cpu controllers; per-command rlimits are used instead")
 	}
 
 	set, err := loadSettings(st)
 	if err != nil {
 		r.fail("fix the file named", "configuration: %v", err)
 	} else {
-		selfTest(st, set, r)
+		selfTest(st, set, r, v2)
 	}
 	if r.failed > 0 {
 		return &exitError{code: ExitFailed, msg: fmt.Sprintf("doctor: %d check(s) failed; tasks will not run until they pass", r.failed)}
@@ -110,11 +112,22 @@ func cmdDoctor(st *State, args []string) error {
 
 // selfTest starts a real session sandbox over temporary folders and runs keepup's own probe
 // inside it (__sandbox-selftest), which tries a few escapes.
-func selfTest(st *State, set *settings, r *doctorReport) {
+func selfTest(st *State, set *settings, r *doctorReport, cgroupV2 bool) {
+	const noV2 = "cgroup v2: no writable hierarchy with the pids, memory and cpu controllers"
 	backend, err := openBackend(st, set, "")
 	if err != nil {
+		if !cgroupV2 {
+			r.warn("%s", noV2)
+		}
 		r.fail(remedyBwrap+"; "+remedyUserns, "%v", err)
 		return
+	}
+	if b, ok := backend.(*bwrap.Backend); ok && !cgroupV2 {
+		if l := b.Limiter(); strings.HasPrefix(l, "cgroup v1") {
+			r.ok("per-session limits through %s; no CPU limit", l)
+		} else {
+			r.warn("%s, nor writable cgroup v1 pids and memory folders: per-command rlimits are used instead", noV2)
+		}
 	}
 	tmp, err := os.MkdirTemp("", "keepup-doctor-")
 	if err != nil {
@@ -176,6 +189,13 @@ func selfTest(st *State, set *settings, r *doctorReport) {
 	if data, err := os.ReadFile(filepath.Join(ro, "keep.txt")); err != nil || string(data) != "keep" {
 		r.fail("report this", "self-test: a read-only grant changed on the host")
 	}
+	// The self-test made new/.git/hooks/pre-commit, where no guard reached: gone when it ended.
+	made := sess.MountRoot() + "/rw/new/.git/hooks"
+	if _, err := os.Lstat(filepath.Join(rw, "new", ".git", "hooks")); err == nil || !slices.Contains(res.Quarantined, made) {
+		r.fail("report this", "self-test: a protected path made in a new folder stayed there (moved: %v)", res.Quarantined)
+	} else {
+		r.ok("self-test: a protected path made in a new folder is moved out when the command ends")
+	}
 }
 
 // bwrapExe is where the sandbox backend puts keepup's own binary inside.
@@ -230,6 +250,14 @@ func cmdSelfTest(st *State, args []string) int {
 		return os.WriteFile(filepath.Join(rw, ".git", "hooks", "pre-commit"), []byte("x"), 0o755)
 	}()))
 	check("the read-write grant can be written", os.WriteFile(filepath.Join(rw, "ok.txt"), []byte("ok"), 0o644))
+	// Below the top, in a folder of the command's making, no bind reaches: the host moves this
+	// out when the command ends, and checks that it did.
+	check("a new folder in the grant can be made, with a repository in it", func() error {
+		if err := os.MkdirAll(filepath.Join(rw, "new", ".git", "hooks"), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(rw, "new", ".git", "hooks", "pre-commit"), []byte("x"), 0o755)
+	}())
 	check("no network: the host's loopback listener is unreachable", mustFail(func() error {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 2*time.Second)
 		if err == nil {
