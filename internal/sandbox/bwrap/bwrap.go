@@ -172,6 +172,10 @@ func (b *Backend) cgroupParents() []string {
 	return dirs
 }
 
+// baselineDir is the folder in Config.StateDir of the running sessions' protect-watch
+// baselines (see newProtectWatch).
+const baselineDir = "baselines"
+
 // registryDir is the placeholder registry's folder in Config.StateDir.
 const registryDir = "placeholders"
 

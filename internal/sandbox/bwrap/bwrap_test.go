@@ -524,6 +524,10 @@ func TestProtectedPathsOneCommand(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(tb.rw, "p/q/.git/hooks")); err == nil {
 		t.Error("p/q/.git/hooks is still in the folder")
 	}
+	// Never reopened, it keeps no baseline for a reopening.
+	if ents, _ := os.ReadDir(filepath.Join(tb.state, "baselines")); len(ents) != 0 {
+		t.Errorf("baselines of a one-command session: %v", ents)
+	}
 }
 
 // TestProtectedPathsMadeOnTheHost: what the user makes in the folder on the host between
@@ -1168,8 +1172,95 @@ func TestCrashedKeepupLeavesNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(state, "placeholders")); len(ents) != 0 {
 		t.Errorf("placeholder registry holds %d entries", len(ents))
 	}
-	if ents := stateEntries(state); len(ents) != 1 {
-		t.Errorf("state folder holds %v, want only the registry", ents)
+	// Besides the registry: the session's protect-watch baseline, kept for when it is reopened
+	// (TestReopenAfterCrash).
+	if ents := stateEntries(state); !slices.Equal(ents, []string{"baselines", "placeholders"}) {
+		t.Errorf("state folder holds %v, want the registry and the baselines", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(state, "baselines")); len(ents) != 1 || ents[0].Name() != "crash.json" {
+		t.Errorf("baselines: %v, want the killed session's only", ents)
+	}
+}
+
+// TestOldBaselinesRemoved: New removes the baselines of dead keepups' sessions not reopened
+// within 30 days, and keeps younger ones.
+func TestOldBaselinesRemoved(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	dir := filepath.Join(state, "baselines")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"old.json", "young.json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-31 * 24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "old.json"), past, past); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "old.json")); err == nil {
+		t.Error("a 31-day-old baseline was kept")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "young.json")); err != nil {
+		t.Errorf("a young baseline was removed: %v", err)
+	}
+}
+
+// TestReopenAfterCrash: keepup is killed while a command runs, after the command made a
+// protected path where no guard reaches (its watch never got to it). When the session is
+// reopened, its baseline shows the path is new: it is moved out, and reported with the first
+// command's result; the baseline goes with the session's normal end.
+func TestReopenAfterCrash(t *testing.T) {
+	if os.Getenv("BWRAP_TEST_CRASH_STATE") != "" {
+		return
+	}
+	t.Parallel()
+	state, grant := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(grant, "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := uniqueSleep()
+	child := startCrashChild(t, "BWRAP_TEST_CRASH_STATE="+state, "BWRAP_TEST_CRASH_GRANT="+grant, "BWRAP_TEST_CRASH_SLEEP="+n, "BWRAP_TEST_CRASH_ID=reopen")
+	waitHostProcs(t, 1, "sleep", n)
+	// As the command would have: a hook in a folder of its making.
+	hook := filepath.Join(grant, "old", "proj", ".git", "hooks", "pre-commit")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("evil"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	child.Process.Kill()
+	child.Wait()
+	noHostProcs(t, "sleep", n)
+
+	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := "/sessions/reopen/mnt/g"
+	s, err := b.Start(context.Background(), sandbox.Spec{SessionID: "reopen", Mounts: []sandbox.Mount{{Host: grant, Dest: dest, RW: true, Protect: protect}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := run(t, s, sandbox.Command{Args: []string{"true"}})
+	if want := []string{dest + "/old/proj/.git/hooks"}; !slices.Equal(r.Quarantined, want) {
+		t.Errorf("first command after the reopen: quarantined %v, want %v", r.Quarantined, want)
+	}
+	if _, err := os.Lstat(hook); err == nil {
+		t.Error("the hook is still in the folder")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "baselines", "reopen.json")); err == nil {
+		t.Error("the baseline outlived the session's end")
 	}
 }
 

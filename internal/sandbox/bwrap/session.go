@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -259,7 +260,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 		return nil, fmt.Errorf("bwrap: waiting for the sandbox to start: %w", ctx.Err())
 	}
 	// Before any command: the placeholders bwrap made are there, and count as existing.
-	if s.watch, err = newProtectWatch(&spec, b.reg); err != nil {
+	// A session of one command is never reopened: it keeps no baseline.
+	baseline := ""
+	if !spec.OneCommand {
+		baseline = filepath.Join(b.cfg.StateDir, baselineDir, spec.SessionID+".json")
+	}
+	if s.watch, err = newProtectWatch(&spec, b.reg, baseline); err != nil {
 		return nil, fmt.Errorf("bwrap: %w", err)
 	}
 	return s, nil

@@ -25,6 +25,9 @@ var staleAge atomic.Int64 // nanoseconds; 0 means time.Minute
 
 const lockFile = "lock"
 
+// baselineAge is how long a dead keepup's session baseline is kept for the session's reopening.
+const baselineAge = 30 * 24 * time.Hour
+
 func newStateDir(base, id string) (*stateDir, error) {
 	dir, err := os.MkdirTemp(base, id+"-")
 	if err != nil {
@@ -64,12 +67,21 @@ func (s *stateDir) remove() error {
 // next time.
 func cleanStale(base string, reg *registry, cgroupDirs []string) {
 	defer reg.cleanStale()
+	// A dead keepup's session baselines wait for the session to be reopened (newProtectWatch);
+	// one not reopened within baselineAge never will be.
+	if ents, err := os.ReadDir(filepath.Join(base, baselineDir)); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > baselineAge {
+				os.Remove(filepath.Join(base, baselineDir, e.Name()))
+			}
+		}
+	}
 	ents, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if !e.IsDir() || e.Name() == registryDir {
+		if !e.IsDir() || e.Name() == registryDir || e.Name() == baselineDir {
 			continue
 		}
 		dir := filepath.Join(base, e.Name())

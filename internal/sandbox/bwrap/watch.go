@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,17 +43,18 @@ const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ONLYDIR | unix.IN_
 // mount whose protected list lacks .keepup (where the quarantine would be within reach) has
 // what appears removed instead.
 type protectWatch struct {
-	reg     *registry // the placeholders sessions make are theirs, not a command's
-	mu      sync.Mutex
-	fd      int
-	session string
-	mounts  []*watchedMount
-	wds     map[int32]watchedDir
-	found   []string // sandbox paths moved out since the last take
-	buf     []byte
-	blind   bool // a folder could not be watched: search everything whenever events are read
-	running int  // commands running
-	closed  bool
+	reg      *registry // the placeholders sessions make are theirs, not a command's
+	baseline string    // where the protected paths taken for existing are kept ("": nowhere)
+	mu       sync.Mutex
+	fd       int
+	session  string
+	mounts   []*watchedMount
+	wds      map[int32]watchedDir
+	found    []string // sandbox paths moved out since the last take
+	buf      []byte
+	blind    bool // a folder could not be watched: search everything whenever events are read
+	running  int  // commands running
+	closed   bool
 }
 
 type watchedMount struct {
@@ -74,8 +76,15 @@ type watchedDir struct {
 // A session of one command is searched whole when its command ends, without inotify: a process
 // that ends holding watches waits out an SRCU grace period as it exits (13 to 17 ms here),
 // more than searching a usual folder takes.
-func newProtectWatch(spec *sandbox.Spec, reg *registry) (*protectWatch, error) {
-	w := &protectWatch{reg: reg, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: spec.OneCommand}
+//
+// The protected paths taken for existing are kept in baseline (a file) while the session runs,
+// and it is removed when the session ends. Found at the start, it is from a keepup that died
+// with this session running: what is now there beyond it appeared while nothing watched (a
+// command cut short; or the user, meanwhile), and is moved out (reported with the first
+// command's result).
+func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string) (*protectWatch, error) {
+	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: spec.OneCommand}
+	prior := w.loadBaseline()
 	if !w.blind {
 		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 		if err != nil {
@@ -108,8 +117,81 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry) (*protectWatch, error) {
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
+		if was, ok := prior[m.dest]; ok {
+			for _, rel := range sortedTrue(m.pre) {
+				if !slices.Contains(was, rel) && !m.protectedBelow(rel, was) {
+					delete(m.pre, rel)
+					w.quarantine(m, rel)
+				}
+			}
+		}
+	}
+	if err := w.saveBaseline(); err != nil {
+		w.close()
+		return nil, fmt.Errorf("watch for protected paths: %w", err)
 	}
 	return w, nil
+}
+
+// protectedBelow reports whether rel lies below one of the paths in was.
+func (m *watchedMount) protectedBelow(rel string, was []string) bool {
+	for _, p := range was {
+		if strings.HasPrefix(rel, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedTrue(set map[string]bool) []string {
+	var out []string
+	for k, v := range set {
+		if v {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// loadBaseline reads the baseline a dead keepup left for this session: mount destination ->
+// protected paths taken for existing. Nil when there is none.
+func (w *protectWatch) loadBaseline() map[string][]string {
+	if w.baseline == "" {
+		return nil
+	}
+	data, err := os.ReadFile(w.baseline)
+	if err != nil {
+		return nil
+	}
+	var b map[string][]string
+	if json.Unmarshal(data, &b) != nil {
+		return nil
+	}
+	return b
+}
+
+// saveBaseline writes the protected paths taken for existing, each mount's, to w.baseline.
+func (w *protectWatch) saveBaseline() error {
+	if w.baseline == "" {
+		return nil
+	}
+	b := map[string][]string{}
+	for _, m := range w.mounts {
+		b[m.dest] = sortedTrue(m.pre)
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(w.baseline), 0o700); err != nil {
+		return err
+	}
+	tmp := w.baseline + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.baseline)
 }
 
 // protected reports whether rel (slash-separated, relative to the mount) is or lies below one
@@ -227,9 +309,21 @@ func (w *protectWatch) begin() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.running == 0 && !w.closed {
+		before := w.preCount()
 		w.process(false)
+		if w.preCount() != before {
+			_ = w.saveBaseline() // best effort: it only narrows what a restart would move
+		}
 	}
 	w.running++
+}
+
+func (w *protectWatch) preCount() int {
+	n := 0
+	for _, m := range w.mounts {
+		n += len(m.pre)
+	}
+	return n
 }
 
 // end is called as a command ends; it moves out what appeared while it ran and returns the
@@ -316,6 +410,9 @@ func (w *protectWatch) close() {
 		w.process(true)
 	}
 	w.closed = true
+	if w.baseline != "" {
+		_ = os.Remove(w.baseline)
+	}
 	if fd := w.fd; fd >= 0 {
 		time.AfterFunc(closeDelay, func() { unix.Close(fd) })
 	}
