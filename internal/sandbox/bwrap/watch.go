@@ -113,7 +113,7 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string) (*prote
 			}
 		}
 		w.mounts = append(w.mounts, m)
-		if err := w.watchTree(m, ".", true); err != nil {
+		if err := w.walk(m, ".", true, true); err != nil {
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
@@ -209,21 +209,26 @@ func (m *watchedMount) protected(rel string) bool {
 }
 
 // watchTree watches rel and every folder below it, and moves out every protected path in it
-// that did not exist at the start (with start, as at the start and for what the host made,
-// records them instead). At the start the walk is bounded as the guards' is, and fails past
-// the bound; when moving it is not: what it walks then, a command made. A folder that cannot be watched (the watch limit) leaves the
-// watch blind: no more watches are added, and every sync searches every mount whole.
-func (w *protectWatch) watchTree(m *watchedMount, rel string, start bool) error {
+// that was not taken for existing; with record, it takes them for existing instead (at the
+// start, and for what the host made). Only the walk at the session's start is bounded (as the
+// guards' is), failing past the bound: later walks cover what the session's commands made. A
+// folder that cannot be watched (the watch limit) leaves the watch blind: no more watches are
+// added, and every reading of events searches every mount whole.
+func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error {
+	return w.walk(m, rel, record, false)
+}
+
+func (w *protectWatch) walk(m *watchedMount, rel string, record, bounded bool) error {
 	n := 0
 	return fs.WalkDir(m.root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil // gone meanwhile, or unreadable: the sandbox's user cannot make anything in it either
 		}
-		if n++; start && n > walkEntries {
+		if n++; bounded && n > walkEntries {
 			return fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
 		}
 		if p != "." && m.protected(p) {
-			if start {
+			if record {
 				m.pre[p] = true
 			} else if !m.pre[p] {
 				w.quarantine(m, p)
