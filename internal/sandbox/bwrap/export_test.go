@@ -34,6 +34,9 @@ func SessionCgroups(s sandbox.Session) []string {
 	return dirs
 }
 
+// JDKTools lists a JDK tool's executables on this machine (see jdkTools).
+var JDKTools = jdkTools
+
 // IsSessionCgroup reports whether the cgroup sweep takes a folder name for a session's.
 var IsSessionCgroup = isSessionCgroup
 

@@ -2,7 +2,6 @@ package bwrap_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,35 +58,12 @@ public class FetchPlain {
 }
 `
 
-// jdks are the JDKs on this machine that can run a source file: java on PATH and each one
-// under /usr/lib/jvm, once each.
-func jdks() []string {
-	var out []string
-	seen := map[string]bool{}
-	cands, _ := filepath.Glob("/usr/lib/jvm/*/bin/java")
-	if p, err := exec.LookPath("java"); err == nil {
-		cands = append([]string{p}, cands...)
-	}
-	for _, c := range cands {
-		real, err := filepath.EvalSymlinks(c)
-		if err != nil || seen[real] {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(filepath.Dir(real), "javac")); err != nil {
-			continue // a JRE: no source launcher
-		}
-		seen[real] = true
-		out = append(out, c)
-	}
-	return out
-}
-
 // TestJavaTrustsTheSessionCA: real Java in a real sandbox fetches https://secure.test/, which
 // the session's proxy terminates with its CA, through the proxy; it trusts that CA only
 // through the trust store JAVA_TOOL_OPTIONS names: without those options the same fetch fails
 // certificate validation.
 func TestJavaTrustsTheSessionCA(t *testing.T) {
-	javas := jdks()
+	javas := bwrap.JDKTools("java", "javac")
 	if len(javas) == 0 {
 		t.Skip("no JDK (java with javac beside it) on PATH or under /usr/lib/jvm: install one (apt-get install openjdk-17-jdk-headless) to run Java against the session's proxy")
 	}

@@ -272,19 +272,25 @@ func TestJavaOptionsNameTheTrustStore(t *testing.T) {
 	}
 }
 
-// keytools are the keytool executables on this machine: the one on PATH and each JDK's under
-// /usr/lib/jvm, once each.
-func keytools() []string {
+// jdkTools lists the executables name on this machine: the one on PATH and each JDK's under
+// /usr/lib/jvm, once each; with beside, only those that have it in the same folder (java with
+// javac: a JDK, which can run a source file, not a JRE).
+func jdkTools(name, beside string) []string {
 	var out []string
 	seen := map[string]bool{}
-	cands, _ := filepath.Glob("/usr/lib/jvm/*/bin/keytool")
-	if p, err := exec.LookPath("keytool"); err == nil {
+	cands, _ := filepath.Glob("/usr/lib/jvm/*/bin/" + name)
+	if p, err := exec.LookPath(name); err == nil {
 		cands = append([]string{p}, cands...)
 	}
 	for _, c := range cands {
 		real, err := filepath.EvalSymlinks(c)
 		if err != nil || seen[real] {
 			continue
+		}
+		if beside != "" {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(real), beside)); err != nil {
+				continue
+			}
 		}
 		seen[real] = true
 		out = append(out, c)
@@ -297,7 +303,7 @@ func keytools() []string {
 // wrong password.
 func TestJavaTrustStoreKeytool(t *testing.T) {
 	t.Parallel()
-	tools := keytools()
+	tools := jdkTools("keytool", "")
 	if len(tools) == 0 {
 		t.Skip("no keytool on PATH or under /usr/lib/jvm: install a JDK (apt-get install openjdk-17-jdk-headless) to check the trust store with Java")
 	}

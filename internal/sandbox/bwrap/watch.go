@@ -120,7 +120,7 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string) (*prote
 		}
 		if was, ok := prior[m.dest]; ok {
 			for _, rel := range sortedTrue(m.pre) {
-				if !slices.Contains(was, rel) && !m.protectedBelow(rel, was) {
+				if !slices.Contains(was, rel) && !below(rel, was) {
 					delete(m.pre, rel)
 					w.quarantine(m, rel)
 				}
@@ -134,8 +134,8 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string) (*prote
 	return w, nil
 }
 
-// protectedBelow reports whether rel lies below one of the paths in was.
-func (m *watchedMount) protectedBelow(rel string, was []string) bool {
+// below reports whether rel lies below one of the paths in was.
+func below(rel string, was []string) bool {
 	for _, p := range was {
 		if strings.HasPrefix(rel, p+"/") {
 			return true
