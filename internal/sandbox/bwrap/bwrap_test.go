@@ -1264,13 +1264,13 @@ func TestReopenAfterCrash(t *testing.T) {
 	}
 }
 
-// stateEntries lists what sessions left in a state folder: all but the backend's record of
-// its checks of bwrap.
+// stateEntries lists what sessions left in a state folder: all but the backend's own records,
+// of its checks of bwrap and of the system CA bundle's certificates.
 func stateEntries(dir string) []string {
 	ents, _ := os.ReadDir(dir)
 	var names []string
 	for _, e := range ents {
-		if e.Name() != bwrap.ProbeFile {
+		if e.Name() != bwrap.ProbeFile && e.Name() != bwrap.SystemCertsCache {
 			names = append(names, e.Name())
 		}
 	}

@@ -43,6 +43,10 @@ var IsSessionCgroup = isSessionCgroup
 // ProbeFile is the file in Config.StateDir that records New's checks of bwrap.
 const ProbeFile = probeFile
 
+// SystemCertsCache is the file in Config.StateDir that keeps the system CA bundle's
+// certificates across processes.
+const SystemCertsCache = systemCertsCache
+
 // SessionBwrap returns the bwrap command line (and the descriptors it refers to, from fd 3) a
 // session of spec starts, with /usr/bin/true in place of the helper: the sandbox's own cost,
 // without keepup's processes in it. The state folder's files are written into stateDir.

@@ -3,6 +3,7 @@ package bwrap
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/pem"
 	"os"
@@ -50,29 +51,107 @@ func javaEtc() []string {
 
 // writeJavaTrustStore writes to path a JKS trust store of the certificates of the PEM system
 // bundle and ca, in that order: system-1, system-2, ... and keepup-session-ca
-// (keepup-session-ca-2, ... should ca hold more than one).
-func writeJavaTrustStore(path string, system, ca []byte) error {
-	jks := encodeJKS(systemCertificates(system), pemCertificates(ca), time.Now(), JavaTrustStorePassword)
+// (keepup-session-ca-2, ... should ca hold more than one). cacheFile keeps the system bundle's
+// certificates for the next process (see systemCertificates); "" for none.
+func writeJavaTrustStore(path string, system, ca []byte, cacheFile string) error {
+	jks := encodeJKS(systemCertificates(system, cacheFile), pemCertificates(ca), time.Now(), JavaTrustStorePassword)
 	return os.WriteFile(path, jks, 0o444)
 }
 
 // systemDERs caches the certificates of the last system bundle seen: decoding its PEM is most
-// of the cost of a trust store (about 0.75 ms of 0.95 for Debian's 144 roots), and it rarely changes.
+// of the cost of a trust store (about 0.8 ms of 1 for Debian's 146 roots), and it rarely changes.
 var systemDERs struct {
 	sync.Mutex
 	pem  []byte
 	ders [][]byte
 }
 
-// systemCertificates is pemCertificates(system), from the cache when system is the bundle it
-// was last asked for.
-func systemCertificates(system []byte) [][]byte {
+// systemCertsCache is the file, in Config.StateDir, that keeps the system bundle's certificates
+// across processes: every `keepup sandbox exec` is a new process, which would otherwise decode
+// the bundle again. It holds the SHA-256 of the bundle it was made from (hashing it takes a
+// seventh of the time decoding it does), the number of certificates, and each one's length and
+// DER. Only keepup writes the state folder; a file that does not parse, or was made from
+// another bundle, is decoded over.
+const systemCertsCache = "system-certs.cache"
+
+// systemCertificates is pemCertificates(system): from memory when system is the bundle this
+// process saw last, else from cacheFile when it was made from system, else decoded (and then
+// written to cacheFile for the next process; a failed write only costs that one a decode).
+func systemCertificates(system []byte, cacheFile string) [][]byte {
 	systemDERs.Lock()
 	defer systemDERs.Unlock()
-	if systemDERs.pem == nil || !bytes.Equal(systemDERs.pem, system) {
-		systemDERs.pem, systemDERs.ders = bytes.Clone(system), pemCertificates(system)
+	if systemDERs.pem != nil && bytes.Equal(systemDERs.pem, system) {
+		return systemDERs.ders
 	}
-	return systemDERs.ders
+	ders, ok := [][]byte(nil), false
+	var sum [sha256.Size]byte
+	if cacheFile != "" {
+		sum = sha256.Sum256(system)
+		ders, ok = readCertsCache(cacheFile, sum)
+	}
+	if !ok {
+		ders = pemCertificates(system)
+		if cacheFile != "" {
+			_ = writeCertsCache(cacheFile, sum, ders)
+		}
+	}
+	systemDERs.pem, systemDERs.ders = bytes.Clone(system), ders
+	return ders
+}
+
+// readCertsCache reads the certificates cached in file for the bundle whose SHA-256 is sum.
+func readCertsCache(file string, sum [sha256.Size]byte) ([][]byte, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil || len(b) < len(sum)+4 || !bytes.Equal(b[:len(sum)], sum[:]) {
+		return nil, false
+	}
+	b = b[len(sum):]
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if uint64(n) > uint64(len(b)/4) {
+		return nil, false
+	}
+	ders := make([][]byte, 0, n)
+	for range n {
+		if len(b) < 4 {
+			return nil, false
+		}
+		l := binary.BigEndian.Uint32(b)
+		if uint64(l) > uint64(len(b)-4) {
+			return nil, false
+		}
+		der := b[4 : 4+l : 4+l]
+		if !derSequence(der) {
+			return nil, false
+		}
+		ders, b = append(ders, der), b[4+l:]
+	}
+	return ders, len(b) == 0
+}
+
+// writeCertsCache replaces file with the certificates ders of the bundle whose SHA-256 is sum,
+// through a temporary file and a rename, so a concurrent reader sees the old or the new whole.
+func writeCertsCache(file string, sum [sha256.Size]byte, ders [][]byte) error {
+	b := append(sum[:], binary.BigEndian.AppendUint32(nil, uint32(len(ders)))...)
+	for _, der := range ders {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(der)))
+		b = append(b, der...)
+	}
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), file)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // pemCertificates returns the DER of the CERTIFICATE blocks of b. Blocks that are not a

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -138,7 +139,7 @@ func testCA(t testing.TB) []byte {
 func writeStores(t testing.TB) (dir string, ca []byte) {
 	t.Helper()
 	dir, ca = t.TempDir(), testCA(t)
-	if _, _, err := writeCABundle(dir, ca); err != nil {
+	if _, _, err := writeCABundle(dir, ca, ""); err != nil {
 		t.Fatal(err)
 	}
 	return dir, ca
@@ -227,10 +228,67 @@ func TestSystemCertificatesCache(t *testing.T) {
 		system []byte
 		want   int
 	}{{a, 1}, {append(bytes.Clone(a), b...), 2}, {a, 1}, {nil, 0}} {
-		got := systemCertificates(c.system)
+		got := systemCertificates(c.system, "")
 		if len(got) != c.want || !slices.EqualFunc(got, pemCerts(c.system), bytes.Equal) {
 			t.Errorf("%d certificates, want %d", len(got), c.want)
 		}
+	}
+}
+
+// TestSystemCertificatesFileCache: a process that has not seen the system bundle takes its
+// certificates from the cache file when the file was made from that bundle, and decodes the
+// bundle (and writes the file for the next process) when there is no file, when it was made
+// from another bundle, or when it does not parse.
+func TestSystemCertificatesFileCache(t *testing.T) {
+	a, b := testCA(t), testCA(t)
+	file := filepath.Join(t.TempDir(), systemCertsCache)
+	fresh := func(system []byte) [][]byte {
+		systemDERs.Lock()
+		systemDERs.pem, systemDERs.ders = nil, nil // as in a new process
+		systemDERs.Unlock()
+		return systemCertificates(system, file)
+	}
+	same := func(got, want [][]byte) bool { return slices.EqualFunc(got, want, bytes.Equal) }
+	if got := fresh(a); !same(got, pemCerts(a)) {
+		t.Fatalf("without a cache file: %d certificates, want a's 1", len(got))
+	}
+	if ders, ok := readCertsCache(file, sha256.Sum256(a)); !ok || !same(ders, pemCerts(a)) {
+		t.Fatalf("the cache file was not written for the bundle (ok %v, %d certificates)", ok, len(ders))
+	}
+	// A file made from a, holding b's certificate instead: served as it is, so it was read.
+	if err := writeCertsCache(file, sha256.Sum256(a), pemCerts(b)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh(a); !same(got, pemCerts(b)) {
+		t.Errorf("the cache file made from the bundle was not used")
+	}
+	// Made from another bundle: decoded again.
+	if err := writeCertsCache(file, sha256.Sum256(b), pemCerts(b)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh(a); !same(got, pemCerts(a)) {
+		t.Errorf("a cache file made from another bundle was used")
+	}
+	// Cut short, or with a block that is not a certificate: decoded again, and rewritten.
+	whole, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(whole)
+	bad[len(bad)-len(pemCerts(a)[0])] = 0x31 // the certificate's SEQUENCE tag
+	for _, c := range [][]byte{whole[:len(whole)-1], bad, whole[:10]} {
+		if err := os.WriteFile(file, c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := fresh(a); !same(got, pemCerts(a)) {
+			t.Errorf("a damaged cache file (%d bytes) gave %d certificates", len(c), len(got))
+		}
+		if ders, ok := readCertsCache(file, sha256.Sum256(a)); !ok || !same(ders, pemCerts(a)) {
+			t.Errorf("a damaged cache file was not rewritten")
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(file)); len(ents) != 1 {
+		t.Errorf("the cache folder holds %d files, want the cache alone", len(ents))
 	}
 }
 
@@ -354,7 +412,7 @@ func BenchmarkWriteCABundle(b *testing.B) {
 		for _, f := range []string{"ca-bundle.pem", javaTrustStoreFile} {
 			os.Remove(filepath.Join(dir, f))
 		}
-		if _, _, err := writeCABundle(dir, ca); err != nil {
+		if _, _, err := writeCABundle(dir, ca, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -378,7 +436,7 @@ func BenchmarkEncodeJKS(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		certs func([]byte) [][]byte
-	}{{"decode", pemCertificates}, {"cached", systemCertificates}} {
+	}{{"decode", pemCertificates}, {"cached", func(b []byte) [][]byte { return systemCertificates(b, "") }}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(system)))
 			for b.Loop() {

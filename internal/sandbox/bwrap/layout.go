@@ -218,7 +218,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
 	a("--ro-bind", b.cfg.Exe, ExePath)
 	if spec.Network.Enabled() {
-		bundle, system, err := writeCABundle(stateDir, spec.Network.ProxyCA)
+		bundle, system, err := writeCABundle(stateDir, spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
 		if err != nil {
 			return l, fmt.Errorf("bwrap: CA bundle: %w", err)
 		}

@@ -72,8 +72,9 @@ func proxyEnv(n *sandbox.Network) map[string]string {
 
 // writeCABundle writes the session's trust stores into the state folder: the PEM bundle,
 // whose path it returns with the system bundle it extends ("" when none was found, or it is
-// not a plain file), and the same certificates for Java (javaTrustStoreFile).
-func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error) {
+// not a plain file), and the same certificates for Java (javaTrustStoreFile). cacheFile is
+// writeJavaTrustStore's.
+func writeCABundle(stateDir string, ca []byte, cacheFile string) (bundle, system string, err error) {
 	var b []byte
 	for _, p := range systemBundles {
 		fi, err := os.Lstat(p)
@@ -90,7 +91,7 @@ func writeCABundle(stateDir string, ca []byte) (bundle, system string, err error
 		}
 		break
 	}
-	if err := writeJavaTrustStore(filepath.Join(stateDir, javaTrustStoreFile), b, ca); err != nil {
+	if err := writeJavaTrustStore(filepath.Join(stateDir, javaTrustStoreFile), b, ca, cacheFile); err != nil {
 		return "", "", err
 	}
 	if len(b) > 0 && b[len(b)-1] != '\n' {
