@@ -6,32 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"testing"
-	"time"
 
+	"github.com/keepup/keepup/internal/benchtest"
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
 	"github.com/keepup/keepup/internal/scope"
 	"github.com/keepup/keepup/internal/tool"
 )
-
-// latency times each iteration of fn and reports the median and the 95th percentile.
-func latency(b *testing.B, fn func()) {
-	b.Helper()
-	var ds []time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		start := time.Now()
-		fn()
-		ds = append(ds, time.Since(start))
-	}
-	b.StopTimer()
-	slices.Sort(ds)
-	p := func(q float64) float64 { return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(p(0.50), "p50-ms")
-	b.ReportMetric(p(0.95), "p95-ms")
-}
 
 // BenchmarkSandboxLatency runs `true` four ways, side by side in one run: through
 // `keepup sandbox exec` (a cold sandbox per command, the whole CLI included; also with its
@@ -48,7 +30,7 @@ func BenchmarkSandboxLatency(b *testing.B) {
 
 	cold := func(home, grant string) func(b *testing.B) {
 		return func(b *testing.B) {
-			latency(b, func() {
+			benchtest.Latency(b, func() {
 				cmd := exec.Command(keepupBin, "sandbox", "exec", "--grant", grant, "--", "true")
 				cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KEEPUP_HOME=" + filepath.Join(home, "kh"), "HOME=" + home}
 				if out, err := cmd.CombinedOutput(); err != nil {
@@ -92,7 +74,7 @@ func BenchmarkSandboxLatency(b *testing.B) {
 		defer sb.Close()
 		env := &tool.Env{Session: sess, Sandbox: sb, Output: func(string, string) {}}
 		input, _ := json.Marshal(map[string]any{"command": "true"})
-		latency(b, func() {
+		benchtest.Latency(b, func() {
 			call, err := tool.Bash{}.Prepare(context.Background(), env, input)
 			if err != nil {
 				b.Fatal(err)
@@ -109,7 +91,7 @@ func BenchmarkSandboxLatency(b *testing.B) {
 			"--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
 			"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
 			"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/usr/bin/true"}
-		latency(b, func() {
+		benchtest.Latency(b, func() {
 			if err := exec.Command(bw, args...).Run(); err != nil {
 				b.Fatal(err)
 			}
@@ -119,7 +101,7 @@ func BenchmarkSandboxLatency(b *testing.B) {
 	// keepup's own start (the Go runtime and every package's initialization, nothing of the
 	// sandbox): part of every cold start, and on its own near a bare bwrap's whole run.
 	b.Run("keepup-version", func(b *testing.B) {
-		latency(b, func() {
+		benchtest.Latency(b, func() {
 			if err := exec.Command(keepupBin, "version").Run(); err != nil {
 				b.Fatal(err)
 			}
@@ -127,7 +109,7 @@ func BenchmarkSandboxLatency(b *testing.B) {
 	})
 
 	b.Run("bare-fork-exec", func(b *testing.B) {
-		latency(b, func() {
+		benchtest.Latency(b, func() {
 			if err := exec.Command("/usr/bin/true").Run(); err != nil {
 				b.Fatal(err)
 			}

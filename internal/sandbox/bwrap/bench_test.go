@@ -2,11 +2,14 @@ package bwrap_test
 
 import (
 	"context"
+	"encoding/pem"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
 
+	"github.com/keepup/keepup/internal/benchtest"
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
 )
@@ -48,23 +51,58 @@ func BenchmarkBareBwrap(b *testing.B) {
 	if err != nil {
 		b.Skip(err)
 	}
-	args := []string{"--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-		"--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-		"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
-		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/usr/bin/true"}
 	for b.Loop() {
-		if err := exec.Command(bw, args...).Run(); err != nil {
+		if err := exec.Command(bw, bareBwrapArgs...).Run(); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkSessionLayoutBwrap runs /usr/bin/true under bwrap with a session's whole layout (the
-// system folders, the generated /etc, the grants and the guards of their protected paths, the
-// seccomp filter): what a cold start costs before any of keepup's processes run inside.
+// bareBwrapArgs run /usr/bin/true with a session's namespaces and a minimal filesystem.
+var bareBwrapArgs = []string{"--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+	"--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+	"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+	"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/usr/bin/true"}
+
+// BenchmarkSessionLayoutBwrap runs /usr/bin/true under bwrap, side by side in one run (p50 and
+// p95): with the namespaces and a minimal filesystem (bare, as BenchmarkBareBwrap), and with a
+// session's whole layout (the system folders, the generated /etc, the seccomp filter, the
+// mounts and the guards of their protected paths): of one read-write and one read-only grant
+// without network ("one-grant"), and as `keepup sandbox exec --grant DIR` makes it: the grant
+// and the outputs folder, both read-write with their guards, and the proxy's trust stores
+// ("sandbox-exec"). What a cold start costs before any of keepup's processes run inside.
 func BenchmarkSessionLayoutBwrap(b *testing.B) {
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip(err)
+	}
+	b.Run("bare", func(b *testing.B) {
+		benchtest.Latency(b, func() {
+			if err := exec.Command(bw, bareBwrapArgs...).Run(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
 	tb := setup(b)
-	args, files, err := bwrap.SessionBwrap(tb.backend, tb.spec, b.TempDir())
+	b.Run("one-grant", func(b *testing.B) { layoutLatency(b, bw, tb.backend, tb.spec) })
+	// Fresh folders: bwrap leaves the placeholders it makes in one-grant's (no session
+	// removes them here).
+	exec := tb.spec
+	exec.Mounts = []sandbox.Mount{{Host: b.TempDir(), Dest: tb.rwDest(), RW: true, Protect: protect},
+		{Host: b.TempDir(), Dest: "/sessions/" + exec.SessionID + "/mnt/outputs", RW: true, Protect: protect}}
+	exec.Network = sandbox.Network{Serve: func(net.Listener) error { return nil }, ProxyToken: proxyToken, ProxyCA: caPEM(b)}
+	b.Run("sandbox-exec", func(b *testing.B) { layoutLatency(b, bw, tb.backend, exec) })
+}
+
+// caPEM is a CA certificate in PEM, as the proxy's.
+func caPEM(b *testing.B) []byte {
+	c, _ := selfSigned(b, "keepup session CA")
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
+}
+
+// layoutLatency times bwrap running /usr/bin/true in the layout of a session of spec.
+func layoutLatency(b *testing.B, bw string, backend *bwrap.Backend, spec sandbox.Spec) {
+	args, files, err := bwrap.SessionBwrap(backend, spec, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,11 +111,7 @@ func BenchmarkSessionLayoutBwrap(b *testing.B) {
 			f.Close()
 		}
 	}()
-	bw, err := exec.LookPath("bwrap")
-	if err != nil {
-		b.Skip(err)
-	}
-	for b.Loop() {
+	benchtest.Latency(b, func() {
 		// bwrap reads the seccomp program and the files it copies in to their end: from the
 		// start again (the folders' descriptors cannot seek, and need not).
 		for _, f := range files[1:] {
@@ -92,7 +126,7 @@ func BenchmarkSessionLayoutBwrap(b *testing.B) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("%v: %s", err, out)
 		}
-	}
+	})
 }
 
 // BenchmarkBareForkExec runs /usr/bin/true with os/exec: no sandbox at all.

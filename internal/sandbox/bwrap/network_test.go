@@ -110,7 +110,7 @@ func (f *netFixture) network() sandbox.Network {
 	}
 }
 
-func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
+func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
