@@ -76,15 +76,45 @@ type ruleMatch struct {
 	exact bool
 }
 
-// collectSheet reads the rules of the document's <style> elements. A sheet with a media
-// attribute other than "all" or "screen", a type other than text/css, or one a browser
-// would not apply (in a <template>, in MathML) is read as uncertain. External sheets
-// (<link rel=stylesheet>) are not fetched.
-func collectSheet(doc *html.Node) *sheet {
+// collectSheet reads the rules of the document's style sheets in document order: its
+// <style> elements and the external sheets l obtains (<link rel=stylesheet>, @import), an
+// imported sheet's rules before those of the sheet importing it. A sheet with a media
+// attribute (or @import conditions) other than "all" or "screen", a type other than
+// text/css, a title outside the preferred set, or one a browser would not apply (in a
+// <template>, in MathML) is read as uncertain.
+func collectSheet(doc *html.Node, l *linker) *sheet {
 	p := &sheetParser{sh: &sheet{
 		byID: map[string][]int32{}, byClass: map[string][]int32{}, byTag: map[string][]int32{},
 		initial: map[string]string{},
 	}}
+	p.sh.quirks = quirksMode(doc)
+	srcs := styleSources(doc, l)
+	l.load(srcs)
+	for _, s := range srcs {
+		if s.url != "" {
+			p.external(s.url, s.certain, 1, l)
+		} else {
+			p.withImports(s.css, s.imports, s.extra, s.certain, 0, l)
+		}
+	}
+	if p.sh.quirks && len(p.sh.rules) > 0 {
+		foldClassAttrs(doc)
+	}
+	p.sh.deadline = time.Now().Add(maxSelectorTime)
+	p.sh.exhausted = p.overflow
+	return p.sh
+}
+
+// styleSources returns the document's <style> elements and the sheets of its stylesheet
+// links in document order, their URLs resolved with l (whose base it sets from the first
+// <base href>).
+func styleSources(doc *html.Node, l *linker) []styleSource {
+	var (
+		srcs      []styleSource
+		hrefs     []string // of srcs, for links
+		base      bool
+		preferred string // the preferred style sheet set: the first title
+	)
 	var visit func(n *html.Node, depth int, inert bool)
 	visit = func(n *html.Node, depth int, inert bool) {
 		if depth > 4*maxHTMLDepth {
@@ -92,6 +122,28 @@ func collectSheet(doc *html.Node) *sheet {
 		}
 		if n.Type == html.ElementNode && n.DataAtom == atom.Template {
 			inert = true
+		}
+		if n.Type == html.ElementNode && n.DataAtom == atom.Base && n.Namespace == "" && !inert && !base {
+			if href, ok := getAttr(n, "href"); ok {
+				l.setBase(href)
+				base = true
+			}
+		}
+		// A browser applies only the untitled sheets and those of the first title's set.
+		inSet := func() bool {
+			t, _ := getAttr(n, "title")
+			if t == "" || inert {
+				return true
+			}
+			if preferred == "" {
+				preferred = t
+			}
+			return t == preferred
+		}
+		if href, certain, ok := stylesheetLink(n); ok && !inert {
+			srcs = append(srcs, styleSource{certain: inSet() && certain})
+			hrefs = append(hrefs, href)
+			return
 		}
 		if n.Type == html.ElementNode && strings.EqualFold(n.Data, "style") {
 			var css strings.Builder
@@ -102,28 +154,57 @@ func collectSheet(doc *html.Node) *sheet {
 			}
 			certain := !inert && (n.Namespace == "" || n.Namespace == "svg")
 			if m, ok := getAttr(n, "media"); ok {
-				m = strings.ToLower(strings.TrimSpace(m))
-				certain = certain && (m == "" || m == "all" || m == "screen")
+				certain = certain && screenMedia(m)
 			}
 			if t, ok := getAttr(n, "type"); ok {
 				t, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(t)), ";")
 				certain = certain && (t == "" || t == "text/css")
 			}
-			p.block(cleanCSS(css.String()), nil, certain, 0)
+			srcs = append(srcs, styleSource{css: cleanCSS(css.String()), certain: inSet() && certain, inert: inert})
+			hrefs = append(hrefs, "")
 			return
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			visit(c, depth+1, inert)
 		}
 	}
-	p.sh.quirks = quirksMode(doc)
 	visit(doc, 0, false)
-	if p.sh.quirks && len(p.sh.rules) > 0 {
-		foldClassAttrs(doc)
+	out := srcs[:0]
+	for i, s := range srcs {
+		if hrefs[i] != "" {
+			u, ok := resolve(l.base, hrefs[i])
+			if !ok {
+				continue // nothing a browser could load
+			}
+			s.url = u
+		} else if !s.inert {
+			s.imports, s.extra = cssImports(s.css, l.base)
+		}
+		out = append(out, s)
 	}
-	p.sh.deadline = time.Now().Add(maxSelectorTime)
-	p.sh.exhausted = p.overflow
-	return p.sh
+	return out
+}
+
+// withImports reads a sheet (comments removed) whose @import rules are imports, and extra
+// more, at depth (0 for a <style> element, 1 for a linked sheet): the imported sheets first,
+// followed to maxImportDepth.
+func (p *sheetParser) withImports(css string, imports []cssImport, extra int, certain bool, depth int, l *linker) {
+	for _, im := range imports {
+		if depth+1 > maxImportDepth {
+			l.miss(im.url, reasonDeepImport)
+			continue
+		}
+		p.external(im.url, certain && im.certain, depth+1, l)
+	}
+	l.missN(extra, reasonTooMany)
+	p.block(css, nil, certain, 0)
+}
+
+// external reads the external sheet at u, at depth.
+func (p *sheetParser) external(u string, certain bool, depth int, l *linker) {
+	if s := l.get(u); s != nil {
+		p.withImports(s.css, s.imports, s.extra, certain && s.certain, depth, l)
+	}
 }
 
 // match returns the rules whose selectors match n, whose ancestors carry what anc holds.

@@ -7,17 +7,20 @@
 //
 // Text that a reader of the rendered document would not see — a .docx run with w:vanish,
 // a one-point or white-on-white run, an HTML element hidden by an attribute, an inline
-// style or a rule of the document's <style> sheets, an HTML comment, PDF text drawn
+// style or a rule of the document's style sheets, an HTML comment, PDF text drawn
 // invisibly, in white or in a tiny font — is not blended into the visible text: it is
 // emitted as "[hidden text: ...]" so that the model (and whoever reviews its actions) can
 // tell it apart. This is the Cowork incident: a .docx whose one-point white text told the
 // agent to upload the user's files. Where the package cannot tell whether text is shown
 // (a rule under @media, a selector it reads only approximately, style sheets too costly
-// to evaluate), it marks the text hidden.
+// to evaluate), it marks the text hidden. An HTML document's external style sheets are
+// read only as the caller of HTML supplies them; those that would apply but are not there
+// are counted, and the text opens with a "[note: ...]" line saying so.
 //
 // The package never executes anything in a document: no macros, no scripts, no external
 // entity resolution (encoding/xml does not resolve external entities and this package
-// never sets Decoder.Entity; keep it that way), no fetching of linked resources.
+// never sets Decoder.Entity; keep it that way), no fetching or reading of linked resources
+// (style sheets come only from the caller; data: URLs are decoded).
 // Every format is parsed under size caps (MaxInput, MaxDecompressed, MaxOutput) and
 // malformed input yields an error or partial text, never a panic.
 package extract
@@ -55,6 +58,7 @@ type Result struct {
 	Text      string // the readable text; hidden text appears as "[hidden text: ...]"
 	Format    string // FormatText, FormatHTML, FormatDocx or FormatPDF
 	Hidden    int    // how many "[hidden text: ...]" markers Text holds (HTML comments included)
+	Unchecked int    // external style sheets of an HTML document not checked (Text opens with a note)
 	Truncated bool   // Text was cut at MaxOutput
 }
 
@@ -76,7 +80,9 @@ func Extracted(name string) bool {
 // .pdf, .html/.htm, and .txt/.md/.csv as text. Other names are sniffed: a PDF header, a zip
 // holding word/document.xml, or markup starting with <!doctype html or <html; anything else is
 // read as text. A file whose content contradicts its extension (a .docx that is not a zip,
-// a .pdf without a PDF header) is an error naming the file.
+// a .pdf without a PDF header) is an error naming the file. An HTML document is read as a
+// local file: the style sheets it links are not read, and its text opens with a note saying
+// so (ReasonLocalFile); HTML takes them from a caller that can fetch them.
 func Text(name string, data []byte) (Result, error) {
 	if len(data) > MaxInput {
 		return Result{}, fmt.Errorf("%s: %w: %d bytes (limit %d)", name, ErrTooLarge, len(data), MaxInput)
@@ -104,7 +110,7 @@ func Text(name string, data []byte) (Result, error) {
 	case FormatPDF:
 		r, err = pdfText(data)
 	case FormatHTML:
-		r = htmlText(data)
+		r = htmlText(data, HTMLOptions{})
 	default:
 		r = plainText(data)
 	}

@@ -39,8 +39,20 @@ func FuzzHTML(f *testing.F) {
 		`<div class="a x n m v u e"><span id=x>s</span><i>i</i><b>b</b><p class="n y" id=x data-x=A>p</p></div>`))
 	f.Add([]byte(`<style>}}{{ ;; .q[ {;} "unterminated \{ :is(:where(:not( & & {{ @media{ .x{display:none` +
 		`</style><style media=print type="text/foo">*{opacity:0}</style><p class=x style="--a:var(--a);color:var(--a)">t</p>`))
+	f.Add([]byte(`<base href="x/"><link rel="stylesheet alternate" href="a.css"><link rel=stylesheet href="data:text/css;base64,QGltcG9ydCAiZGF0YTp0ZXh0L2NzcywueHtkaXNwbGF5Om5vbmV9Ijs=">` +
+		`<link rel=stylesheet media=print title=t href="data:,@import url('b.css') screen; .x{color:#fff">` +
+		`<style>@charset "x"; @layer a; @import url( "c.css ; @import 'd.css' supports(x) ;</style><p class=x>t</p>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, _ := Text("f.html", data)
+		checkResult(t, r)
+		// As a web page whose every sheet is the document's own text.
+		r, _ = HTML(data, HTMLOptions{URL: pageURL, Sheets: func(urls []string) []Sheet {
+			out := make([]Sheet, len(urls))
+			for i := range out {
+				out[i] = Sheet{CSS: data}
+			}
+			return out
+		}})
 		checkResult(t, r)
 	})
 }

@@ -15,11 +15,12 @@ const maxHTMLDepth = 256
 // hidden attribute, aria-hidden="true"; display:none, visibility:hidden, opacity:0,
 // font-size 0 or at most 1px, transparent text or text colour equal to the background
 // colour, far-off-screen positioning, clipping or zero size, whether set inline or by
-// rules of the document's <style> sheets, see css.go and style.go), <input type=hidden>
+// rules of the document's style sheets, see css.go and style.go), <input type=hidden>
 // values, comments, a <dialog> that is not open and what a closed <details> holds beyond
 // its <summary> come out as "[hidden text: ...]". Scripts, styles, templates,
-// noscript and the head are dropped.
-func htmlText(data []byte) Result {
+// noscript and the head are dropped. External sheets are those opt obtains (linked.go); the
+// text opens with a note when some were not checked.
+func htmlText(data []byte, opt HTMLOptions) Result {
 	data = bytes.ReplaceAll(data, []byte{0}, nil)
 	doc, err := html.ParseWithOptions(bytes.NewReader(data), html.ParseOptionEnableScripting(true))
 	if err != nil || doc == nil {
@@ -29,7 +30,14 @@ func htmlText(data []byte) Result {
 		w.hide(plainText(data).Text)
 		return w.result()
 	}
-	return walkHTML(doc, collectSheet(doc))
+	l := newLinker(opt)
+	r := walkHTML(doc, collectSheet(doc, l))
+	if note, n := l.note(); n > 0 {
+		// First, where a reader of the text (or of its first page) cannot miss it.
+		r.Text = strings.TrimSuffix(note+"\n\n"+r.Text, "\n\n")
+		r.Unchecked = n
+	}
+	return r
 }
 
 // walkHTML returns the text of doc styled by sh.
