@@ -45,3 +45,17 @@ func TestReadFileShowsHiddenDocumentText(t *testing.T) {
 		t.Errorf("broken docx: %+v", res)
 	}
 }
+
+// TestReadFileHTMLLinkedSheets: read_file on a local .html does not open the sheets it links
+// (they are other files, which nobody asked to read), and its text says they were not checked.
+func TestReadFileHTMLLinkedSheets(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	writeFile(t, filepath.Join(b.docs, "page.html"), `<link rel="stylesheet" href="page_files/s.css"><p>Tea costs 3 EUR.</p><p class="x">Shown.</p>`)
+	writeFile(t, filepath.Join(b.docs, "page_files", "s.css"), `.x{display:none}`)
+	res := mustRun(t, b.mustPrepare(t, "read_file", `{"path": "page.html"}`))
+	if want := "[note: 1 stylesheet was not checked for hidden text (not read for a local file)]"; !strings.Contains(res.Content, want) ||
+		!strings.Contains(res.Content, "Shown.") || strings.Contains(res.Content, "[hidden text") {
+		t.Errorf("content %q", res.Content)
+	}
+}
