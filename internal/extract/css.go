@@ -157,8 +157,7 @@ func styleSources(doc *html.Node, l *linker) []styleSource {
 				certain = certain && screenMedia(m)
 			}
 			if t, ok := getAttr(n, "type"); ok {
-				t, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(t)), ";")
-				certain = certain && (t == "" || t == "text/css")
+				certain = certain && cssType(t)
 			}
 			srcs = append(srcs, styleSource{css: cleanCSS(css.String()), certain: inSet() && certain, inert: inert})
 			hrefs = append(hrefs, "")

@@ -368,6 +368,13 @@ func cssUnescape(s string) string {
 	return b.String()
 }
 
+// cssType reports whether the type attribute of a <style> or <link> says CSS: empty or
+// text/css.
+func cssType(t string) bool {
+	t, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(t)), ";")
+	return t == "" || t == "text/css"
+}
+
 // screenMedia reports whether a media attribute or an @import's conditions apply on
 // screen without doubt: empty, "all" or "screen".
 func screenMedia(m string) bool {
@@ -431,10 +438,8 @@ func stylesheetLink(n *html.Node) (href string, certain, ok bool) {
 	if _, disabled := getAttr(n, "disabled"); !sheet || alternate || disabled {
 		return "", false, false
 	}
-	if t, ok := getAttr(n, "type"); ok {
-		if t, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(t)), ";"); t != "" && t != "text/css" {
-			return "", false, false
-		}
+	if t, ok := getAttr(n, "type"); ok && !cssType(t) {
+		return "", false, false
 	}
 	href, ok = getAttr(n, "href")
 	if !ok || strings.TrimFunc(href, isHTMLSpace) == "" {
