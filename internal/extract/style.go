@@ -708,41 +708,11 @@ func (e *cssExpr) factor() (float64, bool) {
 		}
 		return 0, false
 	}
-	start := e.i
-	if e.i < len(e.s) && (e.s[e.i] == '+' || e.s[e.i] == '-') {
-		e.i++
-	}
-	digits := 0
-	for e.i < len(e.s) && e.s[e.i] >= '0' && e.s[e.i] <= '9' {
-		e.i++
-		digits++
-	}
-	if e.i+1 < len(e.s) && e.s[e.i] == '.' && e.s[e.i+1] >= '0' && e.s[e.i+1] <= '9' {
-		e.i++
-		for e.i < len(e.s) && e.s[e.i] >= '0' && e.s[e.i] <= '9' {
-			e.i++
-			digits++
-		}
-	}
-	if digits == 0 {
+	x, end, ok := numberAt(e.s, e.i)
+	if !ok {
 		return 0, false
 	}
-	if k := e.i; k+1 < len(e.s) && (e.s[k] == 'e' || e.s[k] == 'E') {
-		k++
-		if k+1 < len(e.s) && (e.s[k] == '+' || e.s[k] == '-') {
-			k++
-		}
-		if k < len(e.s) && e.s[k] >= '0' && e.s[k] <= '9' {
-			for k < len(e.s) && e.s[k] >= '0' && e.s[k] <= '9' {
-				k++
-			}
-			e.i = k
-		}
-	}
-	x, err := strconv.ParseFloat(e.s[start:e.i], 64)
-	if err != nil {
-		return 0, false
-	}
+	e.i = end
 	if e.i < len(e.s) && e.s[e.i] == '%' {
 		e.i++
 		return x * e.pct, true
@@ -753,6 +723,44 @@ func (e *cssExpr) factor() (float64, bool) {
 	}
 	f, ok := cssUnits[strings.ToLower(e.s[u:e.i])]
 	return x * f, ok
+}
+
+// numberAt reads the CSS number at s[i:] (sign, digits, fraction, exponent): its value and
+// where it ends.
+func numberAt(s string, i int) (x float64, end int, ok bool) {
+	start := i
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	digits := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+		digits++
+	}
+	if i+1 < len(s) && s[i] == '.' && s[i+1] >= '0' && s[i+1] <= '9' {
+		i++
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			digits++
+		}
+	}
+	if digits == 0 {
+		return 0, 0, false
+	}
+	if k := i; k+1 < len(s) && (s[k] == 'e' || s[k] == 'E') {
+		k++
+		if k+1 < len(s) && (s[k] == '+' || s[k] == '-') {
+			k++
+		}
+		if k < len(s) && s[k] >= '0' && s[k] <= '9' {
+			for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+				k++
+			}
+			i = k
+		}
+	}
+	x, err := strconv.ParseFloat(s[start:i], 64)
+	return x, i, err == nil
 }
 
 // cssTransparent reports a colour that shows nothing: transparent, or an alpha of 5% or
