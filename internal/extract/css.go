@@ -14,8 +14,9 @@ import (
 // compiled by cascadia and indexed by what the selector's subject must carry.
 //
 // What a browser would apply is approximated towards showing text as hidden: rules under
-// an at-rule (@media, @supports, @layer, @container, @scope) and selectors cascadia
-// cannot read exactly are "uncertain". An uncertain rule can hide an element but never
+// an at-rule (@supports, @layer, @container, @scope), under a media query not decided for
+// the nominal desktop screen of media.go, and selectors cascadia cannot read exactly are
+// "uncertain"; rules under a media query that screen does not match are left out. An uncertain rule can hide an element but never
 // un-hide one that certain rules hide (see style.go). A document whose sheets are too big
 // or too costly to read whole is read as hiding all its text.
 
@@ -78,8 +79,9 @@ type ruleMatch struct {
 
 // collectSheet reads the rules of the document's style sheets in document order: its
 // <style> elements and the external sheets l obtains (<link rel=stylesheet>, @import), an
-// imported sheet's rules before those of the sheet importing it. A sheet with a media
-// attribute (or @import conditions) other than "all" or "screen", a type other than
+// imported sheet's rules before those of the sheet importing it. A sheet whose media
+// attribute (or @import media list) the nominal screen of media.go does not match is left
+// out; one with media not decided for it, @import layer() or supports(), a type other than
 // text/css, a title outside the preferred set, or one a browser would not apply (in a
 // <template>, in MathML) is read as uncertain.
 func collectSheet(doc *html.Node, l *linker) *sheet {
@@ -140,9 +142,11 @@ func styleSources(doc *html.Node, l *linker) []styleSource {
 			}
 			return t == preferred
 		}
-		if href, certain, ok := stylesheetLink(n); ok && !inert {
-			srcs = append(srcs, styleSource{certain: inSet() && certain})
-			hrefs = append(hrefs, href)
+		if href, m, ok := stylesheetLink(n); ok && !inert {
+			if in := inSet(); m != mediaNo { // else not applied on the nominal screen
+				srcs = append(srcs, styleSource{certain: in && m == mediaYes})
+				hrefs = append(hrefs, href)
+			}
 			return
 		}
 		if n.Type == html.ElementNode && strings.EqualFold(n.Data, "style") {
@@ -154,7 +158,13 @@ func styleSources(doc *html.Node, l *linker) []styleSource {
 			}
 			certain := !inert && (n.Namespace == "" || n.Namespace == "svg")
 			if m, ok := getAttr(n, "media"); ok {
-				certain = certain && screenMedia(m)
+				switch mediaList(m) {
+				case mediaNo:
+					inSet()
+					return // not applied on the nominal screen
+				case mediaUnknown:
+					certain = false
+				}
 			}
 			if t, ok := getAttr(n, "type"); ok {
 				certain = certain && cssType(t)
@@ -533,7 +543,12 @@ func (p *sheetParser) block(css string, parents []parsedSel, certain bool, depth
 				name = name[:i]
 			}
 			switch name {
-			case "media", "supports", "layer", "container", "scope", "document", "-moz-document":
+			case "media":
+				// Rules a browser on the nominal screen ignores are left out (media.go).
+				if m := mediaList(prelude[len("@media"):]); m != mediaNo {
+					p.block(body, parents, certain && m == mediaYes, depth+1)
+				}
+			case "supports", "layer", "container", "scope", "document", "-moz-document":
 				p.block(body, parents, false, depth+1)
 			case "property":
 				if v := strings.TrimSpace(prelude[len("@property"):]); strings.HasPrefix(v, "--") {

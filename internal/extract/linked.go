@@ -81,7 +81,7 @@ func HTML(data []byte, opt HTMLOptions) (Result, error) {
 // cssImport is an @import rule.
 type cssImport struct {
 	url     string // resolved
-	certain bool   // unconditional (no media query, supports() or layer()) and where @import is valid
+	certain bool   // where @import is valid, without supports() or layer(), its media list matched (media.go)
 }
 
 // extSheet is an external sheet as read.
@@ -313,11 +313,15 @@ func cssImports(css string, base *url.URL) (out []cssImport, extra int) {
 			if !ok {
 				continue
 			}
+			m := importMedia(cond)
+			if m == mediaNo {
+				continue // not applied on the nominal screen
+			}
 			if len(out) == maxLinkedSheets {
 				extra++
 				continue
 			}
-			out = append(out, cssImport{url: u, certain: valid && screenMedia(cond)})
+			out = append(out, cssImport{url: u, certain: valid && m == mediaYes})
 		default:
 			valid = false
 		}
@@ -375,13 +379,6 @@ func cssType(t string) bool {
 	return t == "" || t == "text/css"
 }
 
-// screenMedia reports whether a media attribute or an @import's conditions apply on
-// screen without doubt: empty, "all" or "screen".
-func screenMedia(m string) bool {
-	m = strings.ToLower(strings.TrimSpace(m))
-	return m == "" || m == "all" || m == "screen"
-}
-
 // dataURL decodes a data: URL: its bytes and media type.
 func dataURL(u string) (data []byte, typ string, ok bool) {
 	meta, payload, found := strings.Cut(u[len("data:"):], ",")
@@ -423,11 +420,12 @@ type styleSource struct {
 }
 
 // stylesheetLink reports whether a <link> element loads a style sheet a browser applies,
-// with its href and whether its rules are certain. Disabled links, alternate style sheets
-// and types other than text/css are not loaded by browsers and are left out.
-func stylesheetLink(n *html.Node) (href string, certain, ok bool) {
+// with its href and whether its rules apply on the nominal screen (mediaUnknown for a sheet
+// that may not apply). Disabled links, alternate style sheets and types other than text/css
+// are not loaded by browsers and are left out.
+func stylesheetLink(n *html.Node) (href string, m mediaResult, ok bool) {
 	if n.DataAtom != atom.Link || n.Namespace != "" {
-		return "", false, false
+		return "", mediaNo, false
 	}
 	rel, _ := getAttr(n, "rel")
 	sheet, alternate := false, false
@@ -436,18 +434,21 @@ func stylesheetLink(n *html.Node) (href string, certain, ok bool) {
 		alternate = alternate || t == "alternate"
 	}
 	if _, disabled := getAttr(n, "disabled"); !sheet || alternate || disabled {
-		return "", false, false
+		return "", mediaNo, false
 	}
 	if t, ok := getAttr(n, "type"); ok && !cssType(t) {
-		return "", false, false
+		return "", mediaNo, false
 	}
 	href, ok = getAttr(n, "href")
 	if !ok || strings.TrimFunc(href, isHTMLSpace) == "" {
-		return "", false, false
+		return "", mediaNo, false
 	}
 	media, _ := getAttr(n, "media")
 	// A browser refuses a sheet that does not match its integrity hash; it is not checked
 	// here, so such a sheet may not apply.
-	_, integrity := getAttr(n, "integrity")
-	return href, screenMedia(media) && !integrity, true
+	m = mediaList(media)
+	if _, integrity := getAttr(n, "integrity"); integrity {
+		m = min(m, mediaUnknown)
+	}
+	return href, m, true
 }

@@ -86,19 +86,22 @@ func TestHTMLLinkedSheets(t *testing.T) {
 		// What cannot unhide what a linked sheet hides.
 		{"later-style-less-specific", `<link rel="stylesheet" href="/s.css"><style>p{display:block}</style><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`}, true},
-		{"later-style-media", `<link rel="stylesheet" href="/s.css"><style>@media screen{.x{display:block}}</style><p class="x">SECRET</p>`,
+		{"later-style-media", `<link rel="stylesheet" href="/s.css"><style>@media (scan: progressive){.x{display:block}}</style><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`}, true},
 		{"later-style-where", `<link rel="stylesheet" href="/s.css"><style>:where(.x){display:block}</style><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`}, true},
 		{"linked-important-beats-inline", `<link rel="stylesheet" href="/s.css"><p class="x" style="display:block">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none !important}`}, true},
 
-		// media: as <style media>: rules that may apply can hide, never unhide.
-		{"media-print-hides", `<link rel="stylesheet" href="/p.css" media="print"><p class="x">SECRET</p>`,
+		// media: as <style media>: rules that may apply (media not decided for the nominal
+		// screen) can hide, never unhide; those that apply on it can do both.
+		{"media-unknown-hides", `<link rel="stylesheet" href="/p.css" media="(scan: progressive)"><p class="x">SECRET</p>`,
 			map[string]string{"/p.css": `.x{display:none}`}, true},
-		{"media-print-cannot-unhide", `<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/p.css" media="print"><p class="x">SECRET</p>`,
+		{"media-unknown-cannot-unhide", `<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/p.css" media="(scan: progressive)"><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`, "/p.css": `.x{display:block}`}, true},
 		{"media-screen-shows", `<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/p.css" media="screen"><p class="x">SECRET</p>`,
+			map[string]string{"/s.css": `.x{display:none}`, "/p.css": `.x{display:block}`}, false},
+		{"media-desktop-shows", `<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/p.css" media="screen and (min-width: 1000px)"><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`, "/p.css": `.x{display:block}`}, false},
 		{"integrity-cannot-unhide", `<link rel="stylesheet" href="/s.css"><link rel="stylesheet" href="/i.css" integrity="sha384-x"><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`, "/i.css": `.x{display:block}`}, true},
@@ -118,7 +121,7 @@ func TestHTMLLinkedSheets(t *testing.T) {
 			map[string]string{"/i.css": `.x{display:none}`}, true},
 		{"import-from-imported", `<style>@import "/i.css";</style><p class="x">SECRET</p>`,
 			map[string]string{"/i.css": `@import "/j.css";`, "/j.css": `.x{visibility:hidden}`}, true},
-		{"import-media-cannot-unhide", `<link rel="stylesheet" href="/s.css"><style>@import "/i.css" print;</style><p class="x">SECRET</p>`,
+		{"import-media-cannot-unhide", `<link rel="stylesheet" href="/s.css"><style>@import "/i.css" (scan: progressive);</style><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`, "/i.css": `.x{display:block}`}, true},
 		{"import-misplaced-cannot-unhide", `<link rel="stylesheet" href="/s.css"><style>p{color:red} @import "/i.css";</style><p class="x">SECRET</p>`,
 			map[string]string{"/s.css": `.x{display:none}`, "/i.css": `.x{display:block}`}, true},
@@ -145,8 +148,8 @@ func TestHTMLLinkedSheets(t *testing.T) {
 }
 
 // TestHTMLLinkedSheetsIgnored checks the links a browser does not load (disabled, alternate,
-// another type, preload, in a <template>): they are neither asked for nor applied, while the page's
-// other link is.
+// another type, preload, in a <template>) or does not apply on the nominal screen (media.go):
+// they are neither asked for nor applied, while the page's other link is.
 func TestHTMLLinkedSheetsIgnored(t *testing.T) {
 	t.Parallel()
 	for _, link := range []string{
@@ -157,6 +160,10 @@ func TestHTMLLinkedSheetsIgnored(t *testing.T) {
 		`<link rel="preload" href="/off.css" as="style">`,
 		`<template><link rel="stylesheet" href="/off.css"></template>`,
 		`<template><style>@import "/off.css";</style></template>`,
+		`<link rel="stylesheet" href="/off.css" media="print">`,
+		`<link rel="stylesheet" href="/off.css" media="(max-width: 700px)">`,
+		`<style>@import "/off.css" print;</style>`,
+		`<style>@import url(/off.css) layer(x) supports(display: grid) (prefers-color-scheme: dark);</style>`,
 	} {
 		t.Run(link, func(t *testing.T) {
 			t.Parallel()

@@ -213,3 +213,38 @@ func TestImportMedia(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLMediaQueries checks media queries in documents: rules the nominal screen matches
+// can hide and show text, those it does not are ignored, and those it cannot decide can
+// hide but never show.
+func TestHTMLMediaQueries(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, doc string
+		hidden    bool
+	}{
+		{"mobile-only-hiding", `<style>@media (max-width: 700px){.x{display:none}}</style><p class="x">SECRET</p>`, false},
+		{"mobile-only-hiding-range", `<style>@media screen and (width < 700px){.x{display:none}}</style><p class="x">SECRET</p>`, false},
+		{"desktop-hiding", `<style>@media (min-width: 1000px){.x{display:none}}</style><p class="x">SECRET</p>`, true},
+		{"unknown-feature-hiding", `<style>@media (scan: interlace){.x{display:none}}</style><p class="x">SECRET</p>`, true},
+		{"print-hiding", `<style>@media print{.x{display:none}}</style><p class="x">SECRET</p>`, false},
+		{"print-style-element", `<style media="print">.x{display:none}</style><p class="x">SECRET</p>`, false},
+		{"dark-only-hiding", `<style>@media (prefers-color-scheme: dark){.x{color:#fff}}</style><p class="x">SECRET</p>`, false},
+		{"desktop-unhides", `<style>.x{display:none} @media (min-width: 1000px){.x{display:block}}</style><p class="x">SECRET</p>`, false},
+		{"desktop-style-element-unhides", `<style>.x{display:none}</style><style media="screen and (hover: hover)">.x{display:block}</style><p class="x">SECRET</p>`, false},
+		{"mobile-cannot-unhide", `<style>.x{display:none} @media (max-width: 700px){.x{display:block}}</style><p class="x">SECRET</p>`, true},
+		{"unknown-cannot-unhide", `<style>.x{display:none} @media (scan: interlace){.x{display:block}}</style><p class="x">SECRET</p>`, true},
+		{"function-token-cannot-unhide", `<style>.x{display:none} @media screen and(min-width: 1px){.x{display:block}}</style><p class="x">SECRET</p>`, true},
+		{"nested-media", `<style>@media screen{@media (max-width: 700px){.x{display:none}}}</style><p class="x">SECRET</p>`, false},
+		{"nested-in-supports", `<style>@supports (display: grid){@media print{.x{display:none}}}</style><p class="x">SECRET</p>`, false},
+		{"supports-cannot-unhide", `<style>.x{display:none} @supports (display: grid){@media screen{.x{display:block}}}</style><p class="x">SECRET</p>`, true},
+		{"nesting-media", `<style>.x{@media (max-width: 700px){display:none}}</style><p class="x">SECRET</p>`, false},
+		{"nesting-media-desktop", `<style>.x{display:none; @media (min-width: 700px){display:block}}</style><p class="x">SECRET</p>`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			checkHidden(t, c.doc, c.hidden)
+		})
+	}
+}
