@@ -7,10 +7,7 @@ import "testing"
 func TestMediaList(t *testing.T) {
 	t.Parallel()
 	const yes, no, unknown = mediaYes, mediaNo, mediaUnknown
-	cases := []struct {
-		query string
-		want  mediaResult
-	}{
+	checkMedia(t, "mediaList", mediaList, []mediaCase{
 		// Media types and lists.
 		{"", yes},
 		{"all", yes},
@@ -176,10 +173,19 @@ func TestMediaList(t *testing.T) {
 		{"screen;", unknown},
 		{"'screen'", unknown},
 		{"(min-width: 700px) {", unknown},
-	}
+	})
+}
+
+type mediaCase struct {
+	query string
+	want  mediaResult
+}
+
+func checkMedia(t *testing.T, name string, eval func(string) mediaResult, cases []mediaCase) {
+	t.Helper()
 	for _, c := range cases {
-		if got := mediaList(c.query); got != c.want {
-			t.Errorf("mediaList(%q) = %d, want %d", c.query, got, c.want)
+		if got := eval(c.query); got != c.want {
+			t.Errorf("%s(%q) = %d, want %d", name, c.query, got, c.want)
 		}
 	}
 }
@@ -188,10 +194,7 @@ func TestMediaList(t *testing.T) {
 // the sheet uncertain at best; the media list decides the rest.
 func TestImportMedia(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		cond string
-		want mediaResult
-	}{
+	checkMedia(t, "importMedia", importMedia, []mediaCase{
 		{"", mediaYes},
 		{" screen and (min-width: 700px)", mediaYes},
 		{"print", mediaNo},
@@ -206,12 +209,7 @@ func TestImportMedia(t *testing.T) {
 		{"layer(a) supports(display: grid) screen", mediaUnknown},
 		{"layer(a", mediaUnknown},
 		{"layered", mediaNo}, // a media type that matches nothing
-	}
-	for _, c := range cases {
-		if got := importMedia(c.cond); got != c.want {
-			t.Errorf("importMedia(%q) = %d, want %d", c.cond, got, c.want)
-		}
-	}
+	})
 }
 
 // TestHTMLMediaQueries checks media queries in documents: rules the nominal screen matches
