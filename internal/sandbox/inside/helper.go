@@ -113,8 +113,11 @@ func helperMain(args []string) error {
 	}
 	h := &helper{conn: conn, cfg: cfg, exe: exe, jobs: map[uint64]*job{}}
 	go h.stubs.watch()
-	// The spare, and with it every stub, goes when the helper does.
-	defer h.stopSpares()
+	// The spare, and with it every stub, goes when the helper does. Killed, not waited for:
+	// bwrap's init exits when the helper does, and the kernel then kills and reaps whatever is
+	// left in the sandbox's pid namespace before the init's exit completes; waiting here for
+	// the stubs to die (a millisecond or so each) would only delay the session's end.
+	defer h.stopSpares(false)
 	h.allowSpares()
 	ready := Reply{Ready: true, LandlockABI: landlockABI()}
 	// The proxy address is listened on before the first command can take it, and the
@@ -482,8 +485,8 @@ func (h *helper) allowSpares() {
 	h.spareMu.Unlock()
 }
 
-// stopSpares kills the idle stubs and keeps no more.
-func (h *helper) stopSpares() {
+// stopSpares kills the idle stubs and keeps no more; with wait, it also reaps them.
+func (h *helper) stopSpares(wait bool) {
 	h.spareMu.Lock()
 	idle := h.idle
 	h.idle = nil
@@ -492,6 +495,9 @@ func (h *helper) stopSpares() {
 	// All at once: each takes a while to die.
 	for _, st := range idle {
 		_ = st.cmd.Process.Kill()
+	}
+	if !wait {
+		return
 	}
 	for _, st := range idle {
 		st.stop()

@@ -11,7 +11,7 @@ import (
 func TestTakeStubRetiresStoppedStubs(t *testing.T) {
 	t.Parallel()
 	h := &helper{exe: os.Args[0], jobs: map[uint64]*job{}}
-	t.Cleanup(h.stopSpares)
+	t.Cleanup(func() { h.stopSpares(true) })
 	h.allowSpares()
 	idle := func() *stubProc {
 		t.Helper()
