@@ -3,6 +3,7 @@ package bwrap
 import (
 	"errors"
 	"fmt"
+	"github.com/keepup/keepup/internal/sandbox/inside"
 	"io/fs"
 	"os"
 	"path"
@@ -311,31 +312,8 @@ func readDirNoFollow(host, rel string, max int) ([]dirEnt, error) {
 	return out, nil
 }
 
-// openNoFollow opens host/rel with O_PATH, refusing a symlink in any component of rel except
-// the last, which is opened itself if it is one. The descriptor names exactly the inode that
-// was checked, so a rename racing with the start cannot redirect the bind.
-func openNoFollow(host, rel string) (*os.File, error) {
-	fd, err := unix.Open(host, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: host, Err: err}
-	}
-	if rel != "" && rel != "." {
-		comps := strings.Split(rel, "/")
-		for i, c := range comps {
-			flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
-			if i < len(comps)-1 {
-				flags |= unix.O_DIRECTORY
-			}
-			nfd, err := unix.Openat(fd, c, flags, 0)
-			unix.Close(fd)
-			if err != nil {
-				return nil, &fs.PathError{Op: "open", Path: filepath.Join(host, filepath.Join(comps[:i+1]...)), Err: err}
-			}
-			fd = nfd
-		}
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(host, rel)), nil
-}
+// openNoFollow opens host/rel with O_PATH, without following a symlink (inside.OpenNoFollow).
+func openNoFollow(host, rel string) (*os.File, error) { return inside.OpenNoFollow(host, rel) }
 
 // cleanRel checks that p is a relative path that stays inside its mount.
 func cleanRel(p string) (string, error) {
