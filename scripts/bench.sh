@@ -88,7 +88,10 @@ keepup's CLI, helper and exec stub (each a Go process start, see keepup-version)
 teardown. Most of the difference is the guards: each protected name missing at the top of a
 read-write folder is a read-only bind (13 per folder: 26 for a grant and outputs), and for each
 bind bwrap resolves the destination one component at a time and reads the whole mount table to
-remount it read-only.
+remount it read-only, so that its cost grows with the square of the guards. "ten-repositories"
+is the sandbox-exec layout over a folder holding ten git repositories (some 190 guards): with
+the guards made by keepup's guard stage (in a user and mount namespace of its own, before it
+execs bwrap; used from 40 guards on) and by bwrap's binds alone, as where the stage cannot run.
 
 ## Egress proxy
 

@@ -7,11 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/keepup/keepup/internal/benchtest"
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkWarmRun runs `true` in a started session: the cost of one command.
@@ -70,7 +73,9 @@ var bareBwrapArgs = []string{"--unshare-user", "--uid", "1000", "--gid", "1000",
 // mounts and the guards of their protected paths): of one read-write and one read-only grant
 // without network ("one-grant"), and as `keepup sandbox exec --grant DIR` makes it: the grant
 // and the outputs folder, both read-write with their guards, and the proxy's trust stores
-// ("sandbox-exec"). What a cold start costs before any of keepup's processes run inside.
+// ("sandbox-exec"); and that layout over a folder of ten repositories, with the guards made by
+// the guard stage and by bwrap. What a cold start costs before any of keepup's processes run
+// inside.
 func BenchmarkSessionLayoutBwrap(b *testing.B) {
 	bw, err := exec.LookPath("bwrap")
 	if err != nil {
@@ -84,14 +89,45 @@ func BenchmarkSessionLayoutBwrap(b *testing.B) {
 		})
 	})
 	tb := setup(b)
-	b.Run("one-grant", func(b *testing.B) { layoutLatency(b, bw, tb.backend, tb.spec) })
+	b.Run("one-grant", func(b *testing.B) { layoutLatency(b, tb.backend, tb.spec) })
 	// Fresh folders: bwrap leaves the placeholders it makes in one-grant's (no session
 	// removes them here).
 	exec := tb.spec
 	exec.Mounts = []sandbox.Mount{{Host: b.TempDir(), Dest: tb.rwDest(), RW: true, Protect: protect},
 		{Host: b.TempDir(), Dest: "/sessions/" + exec.SessionID + "/mnt/outputs", RW: true, Protect: protect}}
 	exec.Network = sandbox.Network{Serve: func(net.Listener) error { return nil }, ProxyToken: proxyToken, ProxyCA: caPEM(b)}
-	b.Run("sandbox-exec", func(b *testing.B) { layoutLatency(b, bw, tb.backend, exec) })
+	b.Run("sandbox-exec", func(b *testing.B) { layoutLatency(b, tb.backend, exec) })
+	// A grant holding ten repositories (some 180 guards): made by the guard stage, as they are
+	// past stageMinGuards, and by bwrap's binds alone, as where the stage cannot run.
+	repos := func(b *testing.B) sandbox.Spec {
+		spec := exec
+		spec.Mounts = []sandbox.Mount{{Host: withRepositories(b, 10), Dest: tb.rwDest(), RW: true, Protect: protect},
+			{Host: b.TempDir(), Dest: "/sessions/" + exec.SessionID + "/mnt/outputs", RW: true, Protect: protect}}
+		return spec
+	}
+	if tb.backend.GuardStage() {
+		b.Run("ten-repositories-stage", func(b *testing.B) { layoutLatency(b, tb.backend, repos(b)) })
+	}
+	bwrap.SetGuardStage(tb.backend, false)
+	b.Run("ten-repositories-bwrap", func(b *testing.B) { layoutLatency(b, tb.backend, repos(b)) })
+}
+
+// withRepositories returns a new folder holding n git repositories (a .git with config and a
+// sample hook, and a file).
+func withRepositories(b *testing.B, n int) string {
+	dir := b.TempDir()
+	for i := range n {
+		for rel, content := range map[string]string{".git/config": "[core]\n", ".git/hooks/pre-commit.sample": "#!/bin/sh\n", "README": "r\n"} {
+			p := filepath.Join(dir, "r"+strconv.Itoa(i), rel)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return dir
 }
 
 // caPEM is a CA certificate in PEM, as the proxy's.
@@ -100,9 +136,10 @@ func caPEM(b *testing.B) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
 }
 
-// layoutLatency times bwrap running /usr/bin/true in the layout of a session of spec.
-func layoutLatency(b *testing.B, bw string, backend *bwrap.Backend, spec sandbox.Spec) {
-	args, files, err := bwrap.SessionBwrap(backend, spec, b.TempDir())
+// layoutLatency times the start of a sandbox of spec (bwrap, or the guard stage that runs it)
+// running /usr/bin/true.
+func layoutLatency(b *testing.B, backend *bwrap.Backend, spec sandbox.Spec) {
+	newCmd, files, err := bwrap.SessionSandbox(backend, spec, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,18 +149,20 @@ func layoutLatency(b *testing.B, bw string, backend *bwrap.Backend, spec sandbox
 		}
 	}()
 	benchtest.Latency(b, func() {
-		// bwrap reads the seccomp program and the files it copies in to their end: from the
-		// start again (the folders' descriptors cannot seek, and need not).
+		// bwrap reads the seccomp program and the files it copies in to their end, and the
+		// guard stage its plan: from the start again (the descriptors bound by path, O_PATH,
+		// cannot seek, and need not).
 		for _, f := range files[1:] {
+			if fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_PATH != 0 {
+				continue
+			}
 			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
-		cmd := exec.Command(bw, args...)
-		cmd.ExtraFiles = files
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := newCmd().CombinedOutput(); err != nil {
 			b.Fatalf("%v: %s", err, out)
 		}
 	})

@@ -318,9 +318,43 @@ func TestGrants(t *testing.T) {
 	}
 }
 
+// TestProtectedPaths runs with the guards made by bwrap and by the guard stage.
 func TestProtectedPaths(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
+	forGuardMakers(t, testProtectedPaths)
+}
+
+// forGuardMakers runs test in parallel subtests: "bwrap", with every guard made by bwrap, and
+// "stage", with every guard made by the guard stage.
+func forGuardMakers(t *testing.T, test func(*testing.T, *testBundle)) {
+	for _, stage := range []bool{false, true} {
+		t.Run(map[bool]string{false: "bwrap", true: "stage"}[stage], func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			if stage {
+				requireGuardStage(t, tb.backend)
+			}
+			bwrap.SetGuardStage(tb.backend, stage)
+			test(t, tb)
+		})
+	}
+}
+
+// requireGuardStage skips t when the guard stage cannot run because this machine lets no
+// unprivileged process make a user namespace and mount in it (a security module's
+// restriction), and fails it when the machine does but New's probe found the stage broken.
+func requireGuardStage(t *testing.T, b *bwrap.Backend) {
+	t.Helper()
+	if b.GuardStage() {
+		return
+	}
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "mount", "--bind", "/", "/mnt").CombinedOutput(); err != nil {
+		t.Skipf("no user and mount namespace can be made here, so no guard stage: %v: %s", err, out)
+	}
+	t.Fatal("the machine lets a process make a user and mount namespace, but New found the guard stage broken")
+}
+
+func testProtectedPaths(t *testing.T, tb *testBundle) {
 	write := func(rel, content string) {
 		p := filepath.Join(tb.rw, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -704,9 +738,14 @@ func TestEnvironmentIsAllowlisted(t *testing.T) {
 	}
 }
 
+// TestConfinement runs with the guards made by bwrap and by the guard stage (bwrap is then
+// started by keepup, in a user namespace of keepup's own).
 func TestConfinement(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
+	forGuardMakers(t, testConfinement)
+}
+
+func testConfinement(t *testing.T, tb *testBundle) {
 	s := tb.start(t)
 	status := mustSh(t, s, "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status")
 	for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",

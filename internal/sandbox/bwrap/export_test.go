@@ -2,6 +2,7 @@ package bwrap
 
 import (
 	"os"
+	"os/exec"
 	"time"
 
 	"github.com/keepup/keepup/internal/sandbox"
@@ -47,10 +48,12 @@ const ProbeFile = probeFile
 // certificates across processes.
 const SystemCertsCache = systemCertsCache
 
-// SessionBwrap returns the bwrap command line (and the descriptors it refers to, from fd 3) a
-// session of spec starts, with /usr/bin/true in place of the helper: the sandbox's own cost,
-// without keepup's processes in it. The state folder's files are written into stateDir.
-func SessionBwrap(b *Backend, spec sandbox.Spec, stateDir string) ([]string, []*os.File, error) {
+// SessionSandbox returns what starts the sandbox of a session of spec (bwrap, or the guard
+// stage that runs it), with /usr/bin/true in place of the helper: the sandbox's own cost,
+// without keepup's processes in it. newCmd makes a fresh command each time; files are the
+// descriptors it passes (from fd 3), to be closed by the caller. The state folder's files are
+// written into stateDir, and the placeholders made as a session makes them.
+func SessionSandbox(b *Backend, spec sandbox.Spec, stateDir string) (newCmd func() *exec.Cmd, files []*os.File, err error) {
 	if err := writeStateFiles(stateDir); err != nil {
 		return nil, nil, err
 	}
@@ -61,13 +64,38 @@ func SessionBwrap(b *Backend, spec sandbox.Spec, stateDir string) ([]string, []*
 		}
 		return nil, nil, err
 	}
-	args := append(l.args[:len(l.args)-3:len(l.args)-3], "/usr/bin/true")
+	l.args = append(l.args[:len(l.args)-3:len(l.args)-3], "/usr/bin/true")
 	if l.files[0], err = os.Open(os.DevNull); err == nil {
 		l.files[1], err = sealedFile("keepup-seccomp", b.seccomp)
+	}
+	if err == nil {
+		err = createPlaceholders(l.stage)
+	}
+	var cmd *exec.Cmd
+	if err == nil {
+		cmd, err = b.sandboxCommand(l)
 	}
 	if err != nil {
 		l.closeFiles()
 		return nil, nil, err
 	}
-	return args, l.files, nil
+	return func() *exec.Cmd {
+		c := exec.Command(cmd.Path, cmd.Args[1:]...)
+		c.Env, c.ExtraFiles = []string{}, l.files
+		if cmd.SysProcAttr != nil {
+			attr := *cmd.SysProcAttr
+			c.SysProcAttr = &attr
+		}
+		return c
+	}, l.files, nil
 }
+
+// SetGuardStage makes b's sessions have their guards made by the guard stage whatever their
+// number (on), or never, by bwrap only.
+func SetGuardStage(b *Backend, on bool) {
+	b.feat.guardStage = on
+	b.stageFrom = 0
+}
+
+// StagedGuards is the number of a session's guards the guard stage made.
+func StagedGuards(s sandbox.Session) int { return s.(*Session).staged }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/keepup/keepup/internal/sandbox"
+	"github.com/keepup/keepup/internal/sandbox/inside"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,11 +76,22 @@ func systemLinks() []string {
 type layout struct {
 	args  []string
 	files []*os.File // ExtraFiles: fd 3 + index
-	// created lists the placeholders bwrap will create on the host; guarded, every path
-	// guarded in a read-write mount.
+	// created lists the placeholders made on the host (by bwrap, or by createPlaceholders for
+	// the guard stage); guarded, every path guarded in a read-write mount.
 	created, guarded []placeholder
 	// landlockRW lists the read-write mount destinations.
 	landlockRW []string
+	// stage lists the guards the guard stage makes (Backend.feat.guardStage), in order; bwrap
+	// then binds none of them itself.
+	stage []stageGuard
+}
+
+// stageGuard is a guard for the guard stage; a placeholder's device and inode are known once
+// createPlaceholders has made it.
+type stageGuard struct {
+	inside.GuardMount
+	placeholder bool // made on the host before the stage starts
+	dir         bool // the placeholder is a folder
 }
 
 // addFile registers f to be passed to bwrap and returns its descriptor number there.
@@ -248,44 +260,74 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 		}
 	}
 
-	// The grants, parents before anything mounted inside them.
+	// The grants, parents before anything mounted inside them. Their guards are planned first:
+	// how many there are decides who makes them (Backend.stageFrom).
 	mounts := slices.Clone(spec.Mounts)
 	sort.SliceStable(mounts, func(i, j int) bool {
 		return strings.Count(mounts[i].Dest, "/") < strings.Count(mounts[j].Dest, "/")
 	})
+	type grant struct {
+		m    sandbox.Mount
+		host string
+		root *os.File
+		pl   *guardPlan // read-write mounts only
+	}
+	var grants []grant
+	fail := func(err error) (*layout, error) {
+		for _, g := range grants {
+			g.root.Close()
+			if g.pl != nil {
+				g.pl.close()
+			}
+		}
+		return l, err
+	}
+	guards := 0
 	for _, m := range mounts {
 		host, err := filepath.EvalSymlinks(m.Host)
 		if err != nil {
-			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
+			return fail(fmt.Errorf("bwrap: mount %s: %w", m.Host, err))
 		}
 		if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
-			return l, fmt.Errorf("bwrap: mount %s is not a folder", m.Host)
+			return fail(fmt.Errorf("bwrap: mount %s is not a folder", m.Host))
 		}
 		root, err := openNoFollow(host, "")
 		if err != nil {
-			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
+			return fail(fmt.Errorf("bwrap: mount %s: %w", m.Host, err))
 		}
-		b.bind(l, m.RW, root, host, m.Dest)
-		if !m.RW {
+		g := grant{m: m, host: host, root: root}
+		if m.RW {
+			if g.pl, err = planGuards(host, m.Protect); err != nil {
+				root.Close()
+				return fail(fmt.Errorf("bwrap: mount %s: %w", m.Host, err))
+			}
+			guards += len(g.pl.guards)
+		}
+		grants = append(grants, g)
+	}
+	stage := b.feat.guardStage && guards >= b.stageFrom
+	for _, g := range grants {
+		b.bind(l, g.m.RW, g.root, g.host, g.m.Dest)
+		if g.pl == nil {
 			continue
 		}
-		l.landlockRW = append(l.landlockRW, m.Dest)
-		pl, err := planGuards(host, m.Protect)
-		if err != nil {
-			return l, fmt.Errorf("bwrap: mount %s: %w", m.Host, err)
-		}
-		l.created = append(l.created, pl.created...)
-		l.guarded = append(l.guarded, pl.guarded...)
-		for _, g := range pl.guards {
-			dest := path.Join(m.Dest, g.rel)
-			switch g.kind {
+		l.landlockRW = append(l.landlockRW, g.m.Dest)
+		l.created = append(l.created, g.pl.created...)
+		l.guarded = append(l.guarded, g.pl.guarded...)
+		for _, gd := range g.pl.guards {
+			if stage {
+				l.stage = append(l.stage, stageGuardFor(g.host, stateDir, gd))
+				continue
+			}
+			dest := path.Join(g.m.Dest, gd.rel)
+			switch gd.kind {
 			case guardPin:
-				b.bind(l, true, g.f, filepath.Join(host, g.rel), dest)
+				b.bind(l, true, gd.f, filepath.Join(g.host, gd.rel), dest)
 			case guardRO:
-				b.bind(l, false, g.f, filepath.Join(host, g.rel), dest)
+				b.bind(l, false, gd.f, filepath.Join(g.host, gd.rel), dest)
 			case guardPlaceholder:
 				src := "empty-file"
-				if g.dir {
+				if gd.dir {
 					src = "empty-dir"
 				}
 				a("--ro-bind", filepath.Join(stateDir, src), dest)
@@ -297,6 +339,72 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 	a("--seccomp", "4", "--chdir", "/")
 	a(ExePath, "__sandbox-helper", helperArg)
 	return l, nil
+}
+
+// stageGuardFor is guard g of the read-write mount of host for the guard stage. It closes g's
+// descriptor: the stage opens the path again in its own mount namespace, and checks it is the
+// inode g's descriptor named (one that cannot be told is never matched: the start fails).
+func stageGuardFor(host, stateDir string, g guard) stageGuard {
+	sg := stageGuard{GuardMount: inside.GuardMount{Root: host, Rel: g.rel}}
+	if g.kind == guardPlaceholder {
+		sg.placeholder, sg.dir, sg.RO = true, g.dir, true
+		sg.Src = filepath.Join(stateDir, "empty-file")
+		if g.dir {
+			sg.Src = filepath.Join(stateDir, "empty-dir")
+		}
+		return sg
+	}
+	defer g.f.Close()
+	sg.RO = g.kind == guardRO
+	var st unix.Stat_t
+	if unix.Fstat(int(g.f.Fd()), &st) == nil {
+		sg.Dev, sg.Ino = uint64(st.Dev), st.Ino
+	}
+	return sg
+}
+
+// createPlaceholders makes on the host the placeholders of the guard stage's guards, as bwrap
+// makes those of its binds: an empty folder or file where a protected path does not exist,
+// found and made without following a symlink, and notes each one's device and inode. One that
+// exists meanwhile (another session's placeholder, or the user's file) is guarded as it is.
+func createPlaceholders(gs []stageGuard) error {
+	for i := range gs {
+		g := &gs[i]
+		if !g.placeholder {
+			continue
+		}
+		parent, err := openNoFollow(g.Root, path.Dir(g.Rel))
+		if err != nil {
+			return fmt.Errorf("placeholder %s: %w", filepath.Join(g.Root, g.Rel), err)
+		}
+		dir, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", parent.Fd()))
+		parent.Close()
+		if err != nil {
+			return fmt.Errorf("placeholder %s: %w", filepath.Join(g.Root, g.Rel), err)
+		}
+		name := path.Base(g.Rel)
+		if g.dir {
+			err = unix.Mkdirat(int(dir.Fd()), name, 0o755)
+		} else {
+			var fd int
+			if fd, err = unix.Openat(int(dir.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
+				unix.Close(fd)
+			}
+		}
+		var st unix.Stat_t
+		if err == nil || errors.Is(err, unix.EEXIST) {
+			err = unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		dir.Close()
+		if err != nil {
+			return fmt.Errorf("placeholder %s: %w", filepath.Join(g.Root, g.Rel), err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return fmt.Errorf("%w: %s (replace it with what it points to, or grant the folder read-only)", ErrSymlinkProtected, filepath.Join(g.Root, g.Rel))
+		}
+		g.Dev, g.Ino = uint64(st.Dev), st.Ino
+	}
+	return nil
 }
 
 // maxCopied is the size up to which a host /etc file is copied into the sandbox rather than

@@ -2,6 +2,7 @@ package bwrap
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ type probeRecord struct {
 	BindFD        bool     `json:"bind_fd"`
 	Size          bool     `json:"size"`
 	Perms         bool     `json:"perms"`
+	GuardStage    bool     `json:"guard_stage"`
 }
 
 // probeKey is what a cached probe is valid for: this bwrap file unchanged, this boot, this
@@ -36,6 +38,9 @@ type probeKey struct {
 	BootID  string            `json:"boot_id"`
 	UID     int               `json:"uid"`
 	Sysctls map[string]string `json:"sysctls"`
+	// Exe is the keepup executable the guard stage runs (its path, device, inode and
+	// modification time): a security module may let one program make namespaces and not another.
+	Exe string `json:"exe"`
 }
 
 // userNSSysctls decide whether an unprivileged user namespace can be made.
@@ -45,8 +50,9 @@ var userNSSysctls = []string{
 	"/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
 }
 
-// currentProbeKey describes bwrap at path now; ok is false when it cannot be told.
-func currentProbeKey(path string) (probeKey, bool) {
+// currentProbeKey describes bwrap at path and keepup at exe now; ok is false when it cannot be
+// told.
+func currentProbeKey(path, exe string) (probeKey, bool) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
 		return probeKey{}, false
@@ -63,6 +69,11 @@ func currentProbeKey(path string) (probeKey, bool) {
 			k.Sysctls[p] = strings.TrimSpace(string(b))
 		}
 	}
+	var xt syscall.Stat_t
+	if err := syscall.Stat(exe, &xt); err != nil {
+		return probeKey{}, false
+	}
+	k.Exe = fmt.Sprintf("%s %d %d %d", exe, xt.Dev, xt.Ino, xt.Mtim.Nano())
 	return k, true
 }
 
@@ -83,12 +94,12 @@ func loadProbe(dir string, key probeKey) (features, bool) {
 	if json.Unmarshal(b, &r) != nil || !r.Key.equal(key) {
 		return features{}, false
 	}
-	return features{version: r.Version, disableUserns: r.DisableUserns, bindFD: r.BindFD, size: r.Size, perms: r.Perms}, true
+	return features{version: r.Version, disableUserns: r.DisableUserns, bindFD: r.BindFD, size: r.Size, perms: r.Perms, guardStage: r.GuardStage}, true
 }
 
 // saveProbe records that bwrap with key and features f passed New's checks. Best effort.
 func saveProbe(dir string, key probeKey, f features) {
-	b, err := json.Marshal(probeRecord{Key: key, Version: f.version, DisableUserns: f.disableUserns, BindFD: f.bindFD, Size: f.size, Perms: f.perms})
+	b, err := json.Marshal(probeRecord{Key: key, Version: f.version, DisableUserns: f.disableUserns, BindFD: f.bindFD, Size: f.size, Perms: f.perms, GuardStage: f.guardStage})
 	if err != nil {
 		return
 	}

@@ -55,6 +55,7 @@ type Session struct {
 	waitErr error         // bwrap's exit, valid once exited is closed
 
 	landlockABI int // what the kernel offers, from the helper's ready message
+	staged      int // guards the guard stage made (the rest, if any, bwrap did)
 
 	mu      sync.Mutex
 	closed  bool
@@ -180,13 +181,23 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if l.files[1], err = sealedFile("keepup-seccomp", b.seccomp); err != nil {
 		return nil, fmt.Errorf("bwrap: seccomp program: %w", err)
 	}
-	cmd := exec.Command(b.bwrap, l.args...)
+	// The guard stage's placeholders, made once registered (bwrap makes its own).
+	if err := createPlaceholders(l.stage); err != nil {
+		return nil, fmt.Errorf("bwrap: %w", err)
+	}
+	cmd, err := b.sandboxCommand(l)
+	if err != nil {
+		return nil, err
+	}
+	s.staged = len(l.stage)
 	cmd.Env = []string{} // bwrap itself needs nothing from keepup's environment
 	cmd.Stdin = nil
 	cmd.Stdout = s.stderr
 	cmd.Stderr = s.stderr
-	cmd.ExtraFiles = l.files
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
 	if s.cg != nil {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(s.cg.fd.Fd())
