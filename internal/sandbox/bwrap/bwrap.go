@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keepup/keepup/internal/sandbox/inside"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,7 @@ type Backend struct {
 	// stageFrom is the number of guards from which a session's are made by the guard stage
 	// (when feat.guardStage): stageMinGuards, but for tests.
 	stageFrom int
+	planFault func(*inside.GuardPlan) // tests: changes each guard plan
 
 	mu       sync.Mutex
 	sessions map[string]bool // live session ids

@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"github.com/keepup/keepup/internal/sandbox/inside"
 	"os"
 	"os/exec"
 	"time"
@@ -57,7 +58,7 @@ func SessionSandbox(b *Backend, spec sandbox.Spec, stateDir string) (newCmd func
 	if err := writeStateFiles(stateDir); err != nil {
 		return nil, nil, err
 	}
-	l, err := b.buildLayout(&spec, stateDir, "")
+	l, err := b.buildLayout(&spec, stateDir, "", true)
 	if err != nil {
 		if l != nil {
 			l.closeFiles()
@@ -99,3 +100,6 @@ func SetGuardStage(b *Backend, on bool) {
 
 // StagedGuards is the number of a session's guards the guard stage made.
 func StagedGuards(s sandbox.Session) int { return s.(*Session).staged }
+
+// SetGuardPlanFault has f change every guard plan of b's sessions before it goes to the stage.
+func SetGuardPlanFault(b *Backend, f func(*inside.GuardPlan)) { b.planFault = f }

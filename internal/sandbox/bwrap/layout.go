@@ -165,9 +165,10 @@ func writeStateFiles(dir string) error {
 	return os.Mkdir(filepath.Join(dir, "empty-dir"), 0o555)
 }
 
-// buildLayout works out the bwrap command line of a session. It opens the host folders of the
+// buildLayout works out the bwrap command line of a session, and with allowStage, the guards
+// the guard stage is to make (see Backend.stageFrom). It opens the host folders of the
 // mounts; the caller closes l.files (also on error, which closes what was opened).
-func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg string) (*layout, error) {
+func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg string, allowStage bool) (*layout, error) {
 	// fd 3: the helper's control socket, fd 4: the seccomp filter; the session fills them in.
 	l := &layout{files: make([]*os.File, 2)}
 	a := func(s ...string) { l.args = append(l.args, s...) }
@@ -305,7 +306,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 		}
 		grants = append(grants, g)
 	}
-	stage := b.feat.guardStage && guards >= b.stageFrom
+	stage := allowStage && b.feat.guardStage && guards >= b.stageFrom
 	for _, g := range grants {
 		b.bind(l, g.m.RW, g.root, g.host, g.m.Dest)
 		if g.pl == nil {

@@ -76,14 +76,23 @@ var _ sandbox.Session = (*Session)(nil)
 
 // Start starts a session's sandbox and returns when the helper inside is ready.
 func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Session, error) {
-	s, err := b.start(ctx, spec)
+	s, err := b.start(ctx, spec, true)
+	if errors.Is(err, errGuardStage) {
+		// The guard stage could not make the guards (a file system that refuses its mounts, a
+		// path replaced meanwhile): bwrap makes them, as where the stage cannot run at all.
+		s, err = b.start(ctx, spec, false)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err error) {
+// errGuardStage marks a start that failed in the guard stage, before bwrap ran.
+var errGuardStage = errors.New("the guard stage failed")
+
+// start starts a session; stage allows the guard stage to make its guards (see stageFrom).
+func (b *Backend) start(ctx context.Context, spec sandbox.Spec, stage bool) (_ *Session, err error) {
 	if err := validateSpec(&spec); err != nil {
 		return nil, err
 	}
@@ -142,7 +151,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (_ *Session, err
 	if spec.Network.Enabled() {
 		hc.Proxy = ProxyAddr
 	}
-	l, err := b.buildLayout(&spec, s.state.dir, "")
+	l, err := b.buildLayout(&spec, s.state.dir, "", stage)
 	if l != nil {
 		defer l.closeFiles()
 	}
@@ -288,7 +297,11 @@ func (s *Session) startError() error {
 	if err == nil {
 		err = errors.New("exited")
 	}
-	return bwrapError(s.b.bwrap, err, s.stderr.String())
+	err = bwrapError(s.b.bwrap, err, s.stderr.String())
+	if s.staged > 0 && s.cmd.ProcessState != nil && s.cmd.ProcessState.ExitCode() == inside.GuardFailed {
+		err = fmt.Errorf("%w: %w", errGuardStage, err)
+	}
+	return err
 }
 
 // readLoop dispatches the helper's replies until the control socket fails.

@@ -39,6 +39,9 @@ func (b *Backend) sandboxCommand(l *layout) (*exec.Cmd, error) {
 	for _, g := range l.stage {
 		plan.Guards = append(plan.Guards, g.GuardMount)
 	}
+	if b.planFault != nil {
+		b.planFault(&plan)
+	}
 	cmd, f, err := guardStageCommand(b.cfg.Exe, plan, len(l.files))
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
+	"github.com/keepup/keepup/internal/sandbox/inside"
 )
 
 // TestGuardStageNestedRepositories: a grant holding many repositories has more guards than
@@ -73,5 +74,51 @@ func TestGuardStageNestedRepositories(t *testing.T) {
 		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4]+"/", tb.rw+"/") {
 			t.Errorf("a mount in the grant reached the host: %s", l)
 		}
+	}
+}
+
+// TestGuardStageFallsBack: when the guard stage cannot make a guard (here its plan names an
+// inode that is not there), the session starts all the same, with bwrap making every guard,
+// and nothing of the failed attempt is left on the host.
+func TestGuardStageFallsBack(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	requireGuardStage(t, tb.backend)
+	bwrap.SetGuardStage(tb.backend, true)
+	faults := 0
+	bwrap.SetGuardPlanFault(tb.backend, func(p *inside.GuardPlan) {
+		faults++
+		p.Guards[len(p.Guards)-1].Ino++
+	})
+	s := tb.start(t)
+	if faults != 1 {
+		t.Fatalf("the stage was tried %d times, want once", faults)
+	}
+	if n := bwrap.StagedGuards(s); n != 0 {
+		t.Fatalf("the stage made %d guards, want none (bwrap makes them after the stage failed)", n)
+	}
+	for _, script := range []string{"echo evil > .bashrc", "mkdir -p .git/hooks", "mkdir .vscode"} {
+		if r := sh(t, s, script); r.ExitCode == 0 {
+			t.Errorf("%q succeeded", script)
+		}
+	}
+	mustSh(t, s, "echo ok > notes.txt")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The backend's folders stay, empty: no session folder, registry entry or baseline.
+	for _, name := range stateEntries(tb.state) {
+		ents, err := os.ReadDir(filepath.Join(tb.state, name))
+		if (name != "baselines" && name != "placeholders") || err != nil || len(ents) != 0 {
+			t.Errorf("the state folder keeps %s (%d entries)", name, len(ents))
+		}
+	}
+	ents, _ := os.ReadDir(tb.rw)
+	if len(ents) != 1 || ents[0].Name() != "notes.txt" {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the folder holds %v, want notes.txt alone", names)
 	}
 }

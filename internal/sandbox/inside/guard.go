@@ -17,6 +17,10 @@ import (
 // GuardCommand makes keepup the guard stage ([GuardMain]).
 const GuardCommand = "__sandbox-guard"
 
+// GuardFailed is the guard stage's exit code when it could not make the guards (bwrap never
+// ran): the backend then starts the session again with bwrap's own binds.
+const GuardFailed = 125
+
 // GuardPlan is what the guard stage does: the guards' mounts, then bwrap.
 type GuardPlan struct {
 	Bwrap  string       `json:"bwrap"`
@@ -53,7 +57,7 @@ type GuardMount struct {
 func GuardMain(args []string) int {
 	if err := guardMain(args); err != nil {
 		fmt.Fprintf(os.Stderr, "keepup sandbox guard: %v\n", err)
-		return 1
+		return GuardFailed
 	}
 	return 0 // not reached: guardMain execs bwrap
 }
