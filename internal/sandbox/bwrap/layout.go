@@ -374,12 +374,7 @@ func createPlaceholders(gs []stageGuard) error {
 		if !g.placeholder {
 			continue
 		}
-		parent, err := openNoFollow(g.Root, path.Dir(g.Rel))
-		if err != nil {
-			return fmt.Errorf("placeholder %s: %w", filepath.Join(g.Root, g.Rel), err)
-		}
-		dir, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", parent.Fd()))
-		parent.Close()
+		dir, err := openNoFollow(g.Root, path.Dir(g.Rel)) // O_PATH: enough for the *at calls
 		if err != nil {
 			return fmt.Errorf("placeholder %s: %w", filepath.Join(g.Root, g.Rel), err)
 		}
