@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keepup/keepup/internal/egress"
 )
@@ -150,17 +151,26 @@ func TestWebFetchPageStyleSheets(t *testing.T) {
 	if got := pageSite.requested(); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 		t.Errorf("the page's origin was asked for %q, want %q", got, want)
 	}
+	// The proxy records an allowed request once it has written the response, which the client
+	// may have read before: the records are waited for (at most 5 s).
 	var allowed, denied []string
-	for _, e := range audit() {
-		if e.Kind == "request" && e.Method == http.MethodGet {
-			if e.Decision == "allow" {
-				allowed = append(allowed, e.Path)
-			} else {
-				denied = append(denied, e.Path)
+	audited := func() bool {
+		allowed, denied = nil, nil
+		for _, e := range audit() {
+			if e.Kind == "request" && e.Method == http.MethodGet {
+				if e.Decision == "allow" {
+					allowed = append(allowed, e.Path)
+				} else {
+					denied = append(denied, e.Path)
+				}
 			}
 		}
+		return slices.Contains(allowed, "/css/site.css") && slices.Contains(allowed, "/css/more.css") && slices.Equal(denied, []string{"/private/refused.css"})
 	}
-	if !slices.Contains(allowed, "/css/site.css") || !slices.Contains(allowed, "/css/more.css") || !slices.Equal(denied, []string{"/private/refused.css"}) {
+	for deadline := time.Now().Add(5 * time.Second); !audited() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !audited() {
 		t.Errorf("audit: allowed %q, denied %q", allowed, denied)
 	}
 }
