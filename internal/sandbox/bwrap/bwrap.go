@@ -89,8 +89,8 @@ type Backend struct {
 // bwrap. The stage costs a process of its own (keepup starting, some 3-4 ms) and a user
 // namespace, and saves bwrap's binds, whose cost grows with the square of their number: on
 // tmpfs, paired, a sandbox exec with 26 guards (a grant and outputs) took 45.8 ms through bwrap
-// and 49.4 through the stage; with three nested repositories in the grant (71 guards), 64.5
-// and 56.8; with 100 (some 1,500), 4.6 s and 0.40 s.
+// and 49.4 through the stage; with one nested repository in the grant (41 guards), 46.3 and
+// 45.5 (even); with three (71 guards), 64.5 and 56.8; with 100 (some 1,500), 4.6 s and 0.40 s.
 const stageMinGuards = 40
 
 var _ sandbox.Backend = (*Backend)(nil)

@@ -18,7 +18,7 @@ import (
 // recursive bind of each read-write mount carries the guards into the sandbox. bwrap's own bind
 // of a guard costs a walk of its destination and a read of the whole mount table, so that a
 // session's start grew with the square of its guards: 13 at the top of each read-write folder
-// and as many in each nested repository or project folder (4.5 s for a folder holding 100
+// and as many in each nested repository or project folder (4.6 s for a folder holding 100
 // repositories). Inside bwrap's namespaces the guards are mounts of a more privileged user
 // namespace: locked, so the sandbox could not even unmount or remount them with capabilities.
 //

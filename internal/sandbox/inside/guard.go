@@ -50,7 +50,7 @@ type GuardMount struct {
 //
 // It replaces a bwrap bind per guard: for each, bwrap resolves the destination one component
 // at a time and reads the whole mount table to remount it read-only, so that a session's start
-// took time quadratic in its guards (4.5 s for a folder of 100 repositories, some 1,500
+// took time quadratic in its guards (4.6 s for a folder of 100 repositories, some 1,500
 // guards). Here each guard is three system calls: a detached copy of what is bound
 // (open_tree), made read-only before anyone can see it (mount_setattr), attached onto the
 // guarded path through a descriptor that names the very inode planned (move_mount).
