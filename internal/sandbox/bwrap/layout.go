@@ -86,12 +86,12 @@ type layout struct {
 	stage []stageGuard
 }
 
-// stageGuard is a guard for the guard stage; a placeholder's device and inode are known once
-// createPlaceholders has made it.
+// stageGuard is a guard for the guard stage. A placeholder (one with a Src) is made on the
+// host before the stage starts; its device and inode are known once createPlaceholders has
+// made it.
 type stageGuard struct {
 	inside.GuardMount
-	placeholder bool // made on the host before the stage starts
-	dir         bool // the placeholder is a folder
+	dir bool // the placeholder is a folder
 }
 
 // addFile registers f to be passed to bwrap and returns its descriptor number there.
@@ -348,7 +348,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 func stageGuardFor(host, stateDir string, g guard) stageGuard {
 	sg := stageGuard{GuardMount: inside.GuardMount{Root: host, Rel: g.rel}}
 	if g.kind == guardPlaceholder {
-		sg.placeholder, sg.dir, sg.RO = true, g.dir, true
+		sg.dir, sg.RO = g.dir, true
 		sg.Src = filepath.Join(stateDir, "empty-file")
 		if g.dir {
 			sg.Src = filepath.Join(stateDir, "empty-dir")
@@ -371,7 +371,7 @@ func stageGuardFor(host, stateDir string, g guard) stageGuard {
 func createPlaceholders(gs []stageGuard) error {
 	for i := range gs {
 		g := &gs[i]
-		if !g.placeholder {
+		if g.Src == "" { // a pin or a read-only bind: the path exists
 			continue
 		}
 		dir, err := openNoFollow(g.Root, path.Dir(g.Rel)) // O_PATH: enough for the *at calls
