@@ -563,9 +563,6 @@ func cssNumber(v string, pct float64) (float64, bool) {
 	return x, true
 }
 
-// cssPx returns a CSS length in pixels.
-func cssPx(v string) (float64, bool) { return cssNumber(v, 0.16) }
-
 type cssExpr struct {
 	s     string
 	i     int
