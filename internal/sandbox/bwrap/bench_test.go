@@ -196,3 +196,69 @@ func BenchmarkParallelRun(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLargeFolder starts sessions on a read-write folder of about 200,000 files and
+// folders (ten repositories of 1,000 folders of 19 files), on the disk the temporary folder is
+// on: what walking it to find what to guard, and watching or searching it, costs.
+//   - one-command: a session of one command (`keepup sandbox exec`) that runs `true`;
+//   - session: a long-lived session started and closed, no command;
+//   - warm-command: `true` in a long-lived session on it.
+func BenchmarkLargeFolder(b *testing.B) {
+	tb := setup(b)
+	n := 0
+	for r := range 10 {
+		repo := filepath.Join(tb.rw, "repo"+strconv.Itoa(r))
+		if err := os.MkdirAll(filepath.Join(repo, ".git", "hooks"), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for d := range 1000 {
+			dir := filepath.Join(repo, "d"+strconv.Itoa(d/50), strconv.Itoa(d))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			for f := range 19 {
+				if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(f)+".txt"), nil, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+		}
+	}
+	ctx := context.Background()
+	b.Logf("%d files in 10,210 folders", n)
+	start := func(b *testing.B, one bool) sandbox.Session {
+		spec := tb.spec
+		spec.OneCommand = one
+		s, err := tb.backend.Start(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	runTrue := func(b *testing.B, s sandbox.Session) {
+		if r, err := s.Run(ctx, sandbox.Command{Args: []string{"true"}}); err != nil || r.ExitCode != 0 {
+			b.Fatal(r, err)
+		}
+	}
+	b.Run("one-command", func(b *testing.B) {
+		benchtest.Latency(b, func() {
+			s := start(b, true)
+			runTrue(b, s)
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("session", func(b *testing.B) {
+		benchtest.Latency(b, func() {
+			if err := start(b, false).Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("warm-command", func(b *testing.B) {
+		s := start(b, false)
+		defer s.Close()
+		benchtest.Latency(b, func() { runTrue(b, s) })
+	})
+}

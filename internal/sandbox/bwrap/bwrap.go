@@ -79,6 +79,9 @@ type Backend struct {
 	// stageFrom is the number of guards from which a session's are made by the guard stage
 	// (when feat.guardStage): stageMinGuards, but for tests.
 	stageFrom int
+	// watchFrom is the number of files and folders in its read-write mounts from which a
+	// session of one command watches them: oneCommandWatchFrom, but for tests.
+	watchFrom int
 	planFault func(*inside.GuardPlan) // tests: changes each guard plan
 
 	mu       sync.Mutex
@@ -154,7 +157,7 @@ func New(cfg Config) (*Backend, error) {
 			saveProbe(cfg.StateDir, key, feat)
 		}
 	}
-	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}, stageFrom: stageMinGuards,
+	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}, stageFrom: stageMinGuards, watchFrom: oneCommandWatchFrom,
 		reg: &registry{dir: filepath.Join(cfg.StateDir, registryDir)}}
 	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
 	if b.cg == nil && cfg.CgroupParent == "" {

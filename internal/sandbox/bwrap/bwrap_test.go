@@ -544,23 +544,40 @@ func TestProtectedPathsMadeLaterWithoutKeepup(t *testing.T) {
 	}
 }
 
-// TestProtectedPathsOneCommand: a session of one command (keepup sandbox exec) uses no inotify,
-// and finds what its command made by searching the mounts when it ends.
+// TestProtectedPathsOneCommand: a session of one command (keepup sandbox exec) finds what its
+// command made: in mounts of usual size by searching them when it ends, without inotify; in
+// large ones (here: from one entry on) by watching them.
 func TestProtectedPathsOneCommand(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	tb.spec.OneCommand = true
-	s := tb.start(t)
-	r := sh(t, s, "mkdir -p p/q/.git/hooks && echo evil > p/q/.git/hooks/pre-commit")
-	if want := []string{tb.rwDest() + "/p/q/.git/hooks"}; !slices.Equal(r.Quarantined, want) {
-		t.Errorf("quarantined %v, want %v", r.Quarantined, want)
-	}
-	if _, err := os.Lstat(filepath.Join(tb.rw, "p/q/.git/hooks")); err == nil {
-		t.Error("p/q/.git/hooks is still in the folder")
-	}
-	// Never reopened, it keeps no baseline for a reopening.
-	if ents, _ := os.ReadDir(filepath.Join(tb.state, "baselines")); len(ents) != 0 {
-		t.Errorf("baselines of a one-command session: %v", ents)
+	for _, watched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("watched=%v", watched), func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			tb.spec.OneCommand = true
+			if err := os.WriteFile(filepath.Join(tb.rw, "a.txt"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if watched {
+				bwrap.SetOneCommandWatchFrom(tb.backend, 1)
+			}
+			s := tb.start(t)
+			if got := bwrap.Watches(s); got != watched {
+				t.Fatalf("the session watches with inotify: %v, want %v", got, watched)
+			}
+			r := sh(t, s, "mkdir -p p/q/.git/hooks && echo evil > p/q/.git/hooks/pre-commit && mkdir -p .github/x/.vscode")
+			if want := []string{tb.rwDest() + "/.github/x/.vscode", tb.rwDest() + "/p/q/.git/hooks"}; !slices.Equal(slices.Sorted(slices.Values(r.Quarantined)), want) {
+				t.Errorf("quarantined %v, want %v", r.Quarantined, want)
+			}
+			for _, rel := range []string{"p/q/.git/hooks", ".github/x/.vscode"} {
+				if _, err := os.Lstat(filepath.Join(tb.rw, rel)); err == nil {
+					t.Errorf("%s is still in the folder", rel)
+				}
+			}
+			// Never reopened, it keeps no baseline for a reopening.
+			if ents, _ := os.ReadDir(filepath.Join(tb.state, "baselines")); len(ents) != 0 {
+				t.Errorf("baselines of a one-command session: %v", ents)
+			}
+		})
 	}
 }
 

@@ -98,6 +98,16 @@ func SetGuardStage(b *Backend, on bool) {
 	b.stageFrom = 0
 }
 
+// SetOneCommandWatchFrom sets the number of files and folders from which a session of one
+// command of b watches its mounts (inotify) instead of searching them when its command ends.
+func SetOneCommandWatchFrom(b *Backend, n int) { b.watchFrom = n }
+
+// Watches reports whether session s watches its mounts with inotify.
+func Watches(s sandbox.Session) bool {
+	w := s.(*Session).watch
+	return w != nil && w.fd >= 0
+}
+
 // StagedGuards is the number of a session's guards the guard stage made.
 func StagedGuards(s sandbox.Session) int { return s.(*Session).staged }
 

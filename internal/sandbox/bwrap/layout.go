@@ -84,6 +84,8 @@ type layout struct {
 	// stage lists the guards the guard stage makes (Backend.feat.guardStage), in order; bwrap
 	// then binds none of them itself.
 	stage []stageGuard
+	// listed counts the files and folders the read-write mounts' walks listed.
+	listed int
 }
 
 // stageGuard is a guard for the guard stage. A placeholder (one with a Src) is made on the
@@ -303,6 +305,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 				return fail(fmt.Errorf("bwrap: mount %s: %w", m.Host, err))
 			}
 			guards += len(g.pl.guards)
+			l.listed += g.pl.listed
 		}
 		grants = append(grants, g)
 	}

@@ -158,6 +158,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, stage bool) (_ *
 	if err != nil {
 		return nil, err
 	}
+	listed := l.listed
 	hc.Landlock.RW = append(hc.Landlock.RW, l.landlockRW...)
 	hcJSON, err := json.Marshal(hc)
 	if err != nil {
@@ -285,7 +286,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, stage bool) (_ *
 	if !spec.OneCommand {
 		baseline = filepath.Join(b.cfg.StateDir, baselineDir, spec.SessionID+".json")
 	}
-	if s.watch, err = newProtectWatch(&spec, b.reg, baseline); err != nil {
+	// A session of one command searches its mounts whole when the command ends, unless they are
+	// large enough that watching them is cheaper (see oneCommandWatchFrom).
+	if s.watch, err = newProtectWatch(&spec, b.reg, baseline, spec.OneCommand && listed < b.watchFrom); err != nil {
 		return nil, fmt.Errorf("bwrap: %w", err)
 	}
 	return s, nil

@@ -25,6 +25,11 @@ import (
 // sandbox sees the mount's .keepup as an empty read-only placeholder, so it cannot reach them.
 const QuarantineDir = ".keepup/quarantine"
 
+// oneCommandWatchFrom is how many files and folders in its read-write mounts make a session of
+// one command watch them (inotify) rather than search them whole when its command ends: about
+// where the search takes longer than the SRCU grace period that watches cost at exit.
+const oneCommandWatchFrom = 100_000
+
 // maxSessionWatches bounds one session's watches: the kernel counts them per user, across every
 // session (fs.inotify.max_user_watches); past the bound the watch goes blind (see watchTree).
 var maxSessionWatches = 1 << 16
@@ -74,17 +79,18 @@ type watchedDir struct {
 
 // newProtectWatch watches the read-write mounts of spec that list protected paths. Protected
 // paths that exist already are recorded: the start's binds keep them read-only, and they stay.
-// A session of one command is searched whole when its command ends, without inotify: a process
-// that ends holding watches waits out an SRCU grace period as it exits (13 to 17 ms here),
-// more than searching a usual folder takes.
+// With blind, nothing is watched: the mounts are searched whole when a command ends. A session
+// of one command is blind unless its mounts are large (oneCommandWatchFrom): a process that
+// ends holding watches waits out an SRCU grace period as it exits (13 to 17 ms here), more
+// than searching a usual folder takes.
 //
 // The protected paths taken for existing are kept in baseline (a file) while the session runs,
 // and it is removed when the session ends. Found at the start, it is from a keepup that died
 // with this session running: what is now there beyond it appeared while nothing watched (a
 // command cut short; or the user, meanwhile), and is moved out (reported with the first
 // command's result).
-func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string) (*protectWatch, error) {
-	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: spec.OneCommand}
+func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string, blind bool) (*protectWatch, error) {
+	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: blind}
 	prior := w.loadBaseline()
 	if !w.blind {
 		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
@@ -195,6 +201,17 @@ func (w *protectWatch) saveBaseline() error {
 	return os.Rename(tmp, w.baseline)
 }
 
+// mayEnd reports whether a protected path of m ends with the name name: a cheap test a walk
+// makes of every name before the full one (protected).
+func (m *watchedMount) mayEnd(name string) bool {
+	for _, p := range m.protect {
+		if strings.EqualFold(p[len(p)-1], name) {
+			return true
+		}
+	}
+	return false
+}
+
 // protected reports whether rel (slash-separated, relative to the mount) is or lies below one
 // of m's protected paths, at any depth: the file tools' rule.
 func (m *watchedMount) protected(rel string) bool {
@@ -220,30 +237,48 @@ func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error
 }
 
 func (w *protectWatch) walk(m *watchedMount, rel string, record, bounded bool) error {
+	top, err := openNoFollow(m.host, rel)
+	if err != nil {
+		return nil // gone meanwhile, or replaced by a symlink: the sandbox's user cannot make anything in it either
+	}
+	defer top.Close()
+	// Each folder is opened once, from its parent without following a symlink, to watch it and
+	// then list it. The walk runs on several goroutines; what they share is guarded by mu.
+	var mu sync.Mutex
 	n := 0
-	// Each folder is opened once, in m's root (a folder swapped for a symlink is not followed
-	// out of it), to watch it and to list it: the listing's file types come with the names,
-	// where fs.WalkDir over the root's FS stats every entry (three times slower here).
-	var visit func(dir string) error
-	visit = func(dir string) error {
-		f, err := m.root.Open(dir)
-		if err != nil {
-			return nil // gone meanwhile, or unreadable: the sandbox's user cannot make anything in it either
+	before := func(d walkFolder) {
+		mu.Lock()
+		blind := w.blind
+		mu.Unlock()
+		if blind {
+			return
 		}
-		if !w.blind {
-			if err := w.addWatch(m, dir, f); err != nil {
-				// Out of watches (they are counted per user, across every session): search
-				// every mount whole after each command instead, slower but as sure.
-				w.blind = true
-			}
+		if err := w.addWatch(m, joinRel(rel, d.rel), d.fd, &mu); err != nil {
+			// Out of watches (they are counted per user, across every session): search
+			// every mount whole after each command instead, slower but as sure.
+			mu.Lock()
+			w.blind = true
+			mu.Unlock()
 		}
-		ents := listDir(f)
-		f.Close()
+	}
+	return walkTree(int(top.Fd()), false, before, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		dir := joinRel(rel, d.rel)
+		var descend []string
+		mu.Lock()
+		defer mu.Unlock()
+		if n += len(ents); bounded && n > walkEntries {
+			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
+		}
 		for _, e := range ents {
-			if n++; bounded && n > walkEntries {
-				return fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
+			// dir is not protected (it would not be walked), so an entry is protected only
+			// where a protected path ends with its name.
+			if !m.mayEnd(e.name) {
+				if e.dir {
+					descend = append(descend, e.name)
+				}
+				continue
 			}
-			p := path.Join(dir, e.name)
+			p := joinRel(dir, e.name)
 			switch {
 			case m.protected(p):
 				if record {
@@ -252,75 +287,42 @@ func (w *protectWatch) walk(m *watchedMount, rel string, record, bounded bool) e
 					w.quarantine(m, p)
 				}
 			case e.dir:
-				if err := visit(p); err != nil {
-					return err
-				}
+				descend = append(descend, e.name)
 			}
 		}
-		return nil
+		return descend, nil
+	})
+}
+
+// joinRel joins slash-separated relative paths, "." being the top.
+func joinRel(dir, name string) string {
+	switch {
+	case name == ".":
+		return dir
+	case dir == ".":
+		return name
 	}
-	return visit(rel)
+	return dir + "/" + name
 }
 
-// dirEntry is a name in a folder and whether it is a folder (not a symlink to one).
-type dirEntry struct {
-	name string
-	dir  bool
-}
-
-// listDir lists the open folder f with getdents(2): the types come with the names, where
-// os.File.ReadDir stats every entry of a folder opened in an os.Root (about two thirds of a
-// walk's time here). An entry of unknown type is stat'ed, without following symlinks.
-func listDir(f *os.File) []dirEntry {
-	var out []dirEntry
-	fd := int(f.Fd())
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if n <= 0 || err != nil {
-			return out
-		}
-		for off := 0; off < n; {
-			d := (*unix.Dirent)(unsafe.Pointer(&buf[off]))
-			nameBuf := buf[off+int(unsafe.Offsetof(d.Name)) : off+int(d.Reclen)]
-			off += int(d.Reclen)
-			name := string(nameBuf[:clen(nameBuf)])
-			if name == "." || name == ".." {
-				continue
-			}
-			isDir := d.Type == unix.DT_DIR
-			if d.Type == unix.DT_UNKNOWN {
-				var st unix.Stat_t
-				isDir = unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
-			}
-			out = append(out, dirEntry{name, isDir})
-		}
-	}
-}
-
-// clen is the length of the NUL-terminated string in b.
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
-}
-
-// addWatch watches the folder rel of m, open as f.
-func (w *protectWatch) addWatch(m *watchedMount, rel string, f *os.File) error {
-	if len(w.wds) >= maxSessionWatches {
+// addWatch watches the folder rel of m, open as fd; mu guards w.wds.
+func (w *protectWatch) addWatch(m *watchedMount, rel string, fd int, mu *sync.Mutex) error {
+	mu.Lock()
+	full := len(w.wds) >= maxSessionWatches
+	mu.Unlock()
+	if full {
 		return unix.ENOSPC
 	}
-	wd, err := unix.InotifyAddWatch(w.fd, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), watchMask)
+	wd, err := unix.InotifyAddWatch(w.fd, "/proc/self/fd/"+strconv.Itoa(fd), watchMask)
 	if errors.Is(err, unix.ENOSPC) {
 		return err
 	}
 	if err != nil {
 		return nil // not a folder any more
 	}
+	mu.Lock()
 	w.wds[int32(wd)] = watchedDir{m: m, rel: rel}
+	mu.Unlock()
 	return nil
 }
 

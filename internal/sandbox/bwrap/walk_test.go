@@ -1,0 +1,254 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// makeTree makes folders and files below root: a trailing "/" makes a folder; "link:A=B" makes
+// B a hard link to A; "sym:A=T" makes A a symlink to T.
+func makeTree(t *testing.T, root string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		var err error
+		switch {
+		case strings.HasPrefix(p, "link:"):
+			a, b, _ := strings.Cut(strings.TrimPrefix(p, "link:"), "=")
+			err = os.Link(filepath.Join(root, a), filepath.Join(root, b))
+		case strings.HasPrefix(p, "sym:"):
+			a, target, _ := strings.Cut(strings.TrimPrefix(p, "sym:"), "=")
+			err = os.Symlink(target, filepath.Join(root, a))
+		case strings.HasSuffix(p, "/"):
+			err = os.MkdirAll(filepath.Join(root, p), 0o755)
+		default:
+			if err = os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err == nil {
+				err = os.WriteFile(filepath.Join(root, p), nil, 0o644)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// walkAll walks root descending into every folder, and returns each entry as "rel" (a
+// folder with a trailing "/", a file with more than one name with a trailing "=").
+func walkAll(t *testing.T, root string, stat bool) ([]string, error) {
+	t.Helper()
+	top, err := openNoFollow(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	var mu sync.Mutex
+	var got []string
+	err = walkTree(int(top.Fd()), stat, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		var descend []string
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range ents {
+			s := joinRel(d.rel, e.name)
+			if e.dir {
+				s += "/"
+				descend = append(descend, e.name)
+			}
+			if e.linked {
+				s += "="
+			}
+			got = append(got, s)
+		}
+		return descend, nil
+	})
+	slices.Sort(got)
+	return got, err
+}
+
+// TestWalkTree: the walk lists every entry below the top once, with the right types, finds
+// hard-linked files when asked to, follows no symlink (to a folder inside or outside), and
+// leaves no descriptor open.
+func TestWalkTree(t *testing.T) {
+	outside := t.TempDir()
+	makeTree(t, outside, "secret/key")
+	root := t.TempDir()
+	paths := []string{"a/b/c/d.txt", "a/e.txt", "f/", "g.txt", "link:g.txt=a/b/h.txt", "sym:out=" + outside, "sym:in=a", "sym:dangling=nowhere"}
+	// Wide and deep enough that several workers take part.
+	for i := range 40 {
+		paths = append(paths, fmt.Sprintf("w/%d/x/y.txt", i))
+	}
+	makeTree(t, root, paths...)
+	var want []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			rel += "/"
+		}
+		if rel == "g.txt" || rel == "a/b/h.txt" {
+			rel += "="
+		}
+		want = append(want, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	before := openFDs(t)
+	got, err := walkAll(t, root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("walk:\n got %v\nwant %v", got, want)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after the walk, %d before", n, before)
+	}
+	// Without stat, no entry is taken for hard-linked.
+	got, _ = walkAll(t, root, false)
+	for _, g := range got {
+		if strings.HasSuffix(g, "=") {
+			t.Errorf("%s hard-linked without stat", g)
+		}
+	}
+}
+
+// TestWalkTreeFollowsNoSymlink: a symlink visit asks to descend into (a folder swapped for one
+// after it was listed) is not followed.
+func TestWalkTreeFollowsNoSymlink(t *testing.T) {
+	outside := t.TempDir()
+	makeTree(t, outside, "secret/key")
+	root := t.TempDir()
+	makeTree(t, root, "sym:out="+outside)
+	top, err := openNoFollow(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	var mu sync.Mutex
+	var seen []string
+	err = walkTree(int(top.Fd()), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, d.rel)
+		return []string{"out"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []string{"."}) {
+		t.Errorf("listed %v, want only the top", seen)
+	}
+}
+
+// TestWalkTreeStops: the first error visit returns ends the walk and is returned, whichever
+// worker meets it, and every descriptor is closed.
+func TestWalkTreeStops(t *testing.T) {
+	root := t.TempDir()
+	var paths []string
+	for i := range 30 {
+		for j := range 5 {
+			paths = append(paths, fmt.Sprintf("%d/%d/z/", i, j))
+		}
+	}
+	makeTree(t, root, paths...)
+	top, err := openNoFollow(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	before := openFDs(t)
+	stop := errors.New("stop here")
+	for round := range 50 {
+		at := fmt.Sprintf("%d/%d", round%30, round%5)
+		var mu sync.Mutex
+		listed := 0
+		err := walkTree(int(top.Fd()), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+			mu.Lock()
+			listed++
+			mu.Unlock()
+			if d.rel == at {
+				return nil, stop
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.name)
+			}
+			return names, nil
+		})
+		if !errors.Is(err, stop) {
+			t.Fatalf("round %d: %v, want the error of %s", round, err, at)
+		}
+		if n := openFDs(t); n != before {
+			t.Fatalf("round %d: %d descriptors open after the walk, %d before", round, n, before)
+		}
+		// The folders the walk had not reached when it stopped stay unlisted (1 + 30 + 150 + 150
+		// in all).
+		if listed > 331 {
+			t.Fatalf("round %d: %d folders listed", round, listed)
+		}
+	}
+	// The top itself stays open: it is the caller's.
+	if _, err := unix.FcntlInt(top.Fd(), unix.F_GETFD, 0); err != nil {
+		t.Errorf("the top was closed: %v", err)
+	}
+}
+
+// TestPlanGuardsBounds: a read-write folder past a bound of the walk (entries, hard-linked
+// files) is refused, and the refusal leaves nothing open.
+func TestPlanGuardsBounds(t *testing.T) {
+	// Not parallel: walkEntries is the package's.
+	old := walkEntries
+	defer func() { walkEntries = old }()
+	walkEntries = 50
+	root := t.TempDir()
+	var paths []string
+	for i := range 49 {
+		paths = append(paths, fmt.Sprintf("d%d/", i%7)+fmt.Sprint(i))
+	}
+	makeTree(t, root, paths...) // 49 files in 7 folders: 56 entries
+	before := openFDs(t)
+	if _, err := planGuards(root, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 50 files and folders") {
+		t.Errorf("56 entries with a bound of 50: %v", err)
+	}
+	walkEntries = 56
+	pl, err := planGuards(root, []string{".bashrc"})
+	if err != nil {
+		t.Fatalf("56 entries with a bound of 56: %v", err)
+	}
+	pl.close()
+	walkEntries = old
+
+	links := t.TempDir()
+	makeTree(t, links, "f")
+	for i := range maxLinked {
+		makeTree(t, links, fmt.Sprintf("link:f=l%d", i))
+	}
+	if _, err := planGuards(links, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "hard-linked") {
+		t.Errorf("%d hard-linked files: %v", maxLinked+1, err)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after the refusals, %d before", n, before)
+	}
+}
