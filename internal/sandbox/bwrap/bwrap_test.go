@@ -1185,6 +1185,92 @@ func TestSessionCgroupsHoldTheSandboxOnly(t *testing.T) {
 	}
 }
 
+// TestCgroupV2Session: with a cgroup v2 parent, bwrap (or the guard stage, started in a user and
+// mount namespace of its own: clone3 with CLONE_INTO_CGROUP and CLONE_NEWUSER) is born in the
+// session's cgroup, and so is everything the sandbox runs; the session's end kills what a
+// command left running and removes the cgroup. This machine's cgroup v2 hierarchy may have no
+// controllers (cgroup v1 holds them, as here): the parent is then used without them, and the
+// limits themselves are tested where cgroup v2 has them (TestForkBomb and the others, through
+// keepup's own cgroup).
+func TestCgroupV2Session(t *testing.T) {
+	// Not parallel: the controllers New requires are the package's.
+	mnt := bwrap.CgroupV2Mount()
+	if mnt == "" {
+		t.Skip("no cgroup v2 hierarchy is mounted")
+	}
+	parent := filepath.Join(mnt, "keepuptest-"+strconv.Itoa(os.Getpid())+"-"+uniqueSleep())
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Skipf("cgroup v2 is not writable here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Rmdir(parent) })
+	old := bwrap.SetCgroupControllers(nil)
+	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: t.TempDir(), CgroupParent: parent})
+	bwrap.SetCgroupControllers(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "cgroup v2 at " + parent; b.Limiter() != want {
+		t.Fatalf("limiter %q, want %q", b.Limiter(), want)
+	}
+	for _, stage := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stage=%v", stage), func(t *testing.T) {
+			if stage {
+				requireGuardStage(t, b)
+				bwrap.SetGuardStage(b, true)
+			}
+			grant := t.TempDir()
+			id := fmt.Sprintf("test-%d", sessionSeq.Add(1))
+			s, err := b.Start(t.Context(), sandbox.Spec{SessionID: id, Mounts: []sandbox.Mount{
+				{Host: grant, Dest: "/sessions/" + id + "/mnt/g", RW: true, Protect: protect},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := bwrap.StagedGuards(s) > 0; got != stage {
+				t.Fatalf("guards made by the stage: %v, want %v", got, stage)
+			}
+			dirs := bwrap.SessionCgroups(s)
+			if len(dirs) != 1 || filepath.Dir(dirs[0]) != parent {
+				t.Fatalf("session cgroups %v, want one in %s", dirs, parent)
+			}
+			// A command runs while the session ends: the sandbox's processes are all in the
+			// cgroup, and die with it.
+			n := uniqueSleep()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.Run(t.Context(), sandbox.Command{Args: []string{"sleep", n}, Timeout: 20 * time.Second})
+			}()
+			defer func() { <-done }()
+			waitHostProcs(t, 1, "sleep", n)
+			procs, err := os.ReadFile(filepath.Join(dirs[0], "cgroup.procs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := strings.Fields(string(procs))
+			if len(ids) < 3 { // bwrap, the helper, the command at least
+				t.Errorf("%s holds %v", dirs[0], ids)
+			}
+			for _, id := range ids {
+				if id == strconv.Itoa(os.Getpid()) {
+					t.Errorf("%s holds this process", dirs[0])
+				}
+			}
+			if pid := strconv.Itoa(hostProcs("sleep", n)[0]); !slices.Contains(ids, pid) {
+				t.Errorf("the command (%s) is not in %s: %v", pid, dirs[0], ids)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			noHostProcs(t, "sleep", n)
+			if exists(dirs[0]) {
+				t.Errorf("%s is still there after the session", dirs[0])
+			}
+		})
+	}
+}
+
 // TestCrashedKeepupLeavesNothing: keepup is killed while a session runs. bwrap and everything
 // in the sandbox die with it, and the next New removes the placeholders it left on the host.
 func TestCrashedKeepupLeavesNothing(t *testing.T) {

@@ -15,12 +15,15 @@ import (
 	"github.com/keepup/keepup/internal/sandbox"
 )
 
-// cgroupControllers are what per-session limits need.
+// cgroupControllers are what per-session limits need: a cgroup v2 parent without them all is not
+// used. (A variable for tests: where cgroup v1 holds the controllers, a test lists none to try
+// the rest of cgroup v2 on the hierarchy that is left, the limits aside.)
 var cgroupControllers = []string{"pids", "memory", "cpu"}
 
 // cgroupParent is a cgroup v2 folder sessions get their cgroups in.
 type cgroupParent struct {
-	dir string
+	dir         string
+	controllers []string // enabled for the sessions' cgroups: cgroupControllers
 }
 
 // findCgroup finds where session cgroups can be made: parent if given, else keepup's own
@@ -71,7 +74,7 @@ func findCgroup(parent string) (*cgroupParent, string) {
 			return nil, fmt.Sprintf("cannot enable the %s controller below %s: %v", c, parent, err)
 		}
 	}
-	return &cgroupParent{dir: parent}, ""
+	return &cgroupParent{dir: parent, controllers: slices.Clone(cgroupControllers)}, ""
 }
 
 // cgroup2Mount is where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
@@ -110,16 +113,18 @@ func (p *cgroupParent) create(name string, l sandbox.Limits) (*cgroup, error) {
 		}
 		return nil
 	}
-	err := write("pids.max", strconv.Itoa(l.Pids))
-	if err == nil {
-		err = write("memory.max", strconv.FormatInt(l.MemoryBytes, 10))
+	has := func(c string) bool { return slices.Contains(p.controllers, c) }
+	var err error
+	if has("pids") {
+		err = write("pids.max", strconv.Itoa(l.Pids))
 	}
-	if err == nil {
-		if _, serr := os.Stat(filepath.Join(dir, "memory.swap.max")); serr == nil {
+	if err == nil && has("memory") {
+		err = write("memory.max", strconv.FormatInt(l.MemoryBytes, 10))
+		if _, serr := os.Stat(filepath.Join(dir, "memory.swap.max")); serr == nil && err == nil {
 			err = write("memory.swap.max", "0")
 		}
 	}
-	if err == nil && l.CPUPercent > 0 {
+	if err == nil && has("cpu") && l.CPUPercent > 0 {
 		const period = 100000
 		err = write("cpu.max", fmt.Sprintf("%d %d", l.CPUPercent*period/100, period))
 	}

@@ -20,6 +20,17 @@ func SetMaxSessionWatches(n int) int {
 	return old
 }
 
+// SetCgroupControllers sets the controllers a cgroup v2 parent must have for New to use it; it
+// returns the previous list.
+func SetCgroupControllers(list []string) []string {
+	old := cgroupControllers
+	cgroupControllers = list
+	return old
+}
+
+// CgroupV2Mount is where the cgroup v2 hierarchy is mounted ("" when it is not).
+var CgroupV2Mount = cgroup2Mount
+
 // CgroupParents lists the folders b makes sessions' cgroups in (none when it uses no cgroup).
 func CgroupParents(b *Backend) []string { return b.cgroupParents() }
 
