@@ -4,13 +4,9 @@ import (
 	"github.com/keepup/keepup/internal/sandbox/inside"
 	"os"
 	"os/exec"
-	"time"
 
 	"github.com/keepup/keepup/internal/sandbox"
 )
-
-// SetStaleAge lets tests clean up dead sessions' folders without waiting.
-func SetStaleAge(d time.Duration) { staleAge.Store(max(int64(d), 1)) }
 
 // SetMaxSessionWatches bounds the folders a session's protect watch watches; it returns the
 // previous bound.

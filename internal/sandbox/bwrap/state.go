@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,29 +20,41 @@ type stateDir struct {
 	lock *os.File
 }
 
-// staleAge is how old an unlocked session folder must be before it is taken for a dead
-// session's (younger ones may be being created, before they hold their lock).
+// staleAge is how old a session folder still being created (newPrefix), or one without a lock
+// file, must be before it is taken for a dead session's.
 var staleAge atomic.Int64 // nanoseconds; 0 means time.Minute
 
 const lockFile = "lock"
 
+// newPrefix starts the name of a session folder until it holds its lock: a folder without it
+// whose lock is free is a dead session's, however young.
+const newPrefix = ".new-"
+
 // baselineAge is how long a dead keepup's session baseline is kept for the session's reopening.
 const baselineAge = 30 * 24 * time.Hour
 
+// newStateDir makes a session's folder, named after the session (id, '-', decimal digits), and
+// locks it. It is made under a name with newPrefix, and renamed once locked, so that a New
+// never takes a live session's folder for a dead one's.
 func newStateDir(base, id string) (*stateDir, error) {
-	dir, err := os.MkdirTemp(base, id+"-")
+	tmp, err := os.MkdirTemp(base, newPrefix+id+"-")
 	if err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	dir := filepath.Join(base, strings.TrimPrefix(filepath.Base(tmp), newPrefix))
+	lock, err := os.OpenFile(filepath.Join(tmp, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			// Without replacing anything: a folder of that name (another session's) is kept.
+			err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+		}
 		if err != nil {
 			lock.Close()
 		}
 	}
 	if err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(tmp)
 		return nil, err
 	}
 	s := &stateDir{dir: dir, lock: lock}
@@ -89,14 +102,19 @@ func cleanStale(base string, reg *registry, cgroupDirs []string) {
 		if age == 0 {
 			age = time.Minute
 		}
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < age {
+		old := false
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) >= age {
+			old = true
+		}
+		creating := strings.HasPrefix(e.Name(), newPrefix)
+		if creating && !old {
 			continue // may be a session being created right now, before it holds its lock
 		}
 		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, os.ErrNotExist) && old {
 				// Never locked: a session that died while being created, or not ours.
-				if _, err := os.Stat(filepath.Join(dir, "empty-file")); err == nil {
+				if _, err := os.Stat(filepath.Join(dir, "empty-file")); err == nil || creating {
 					os.RemoveAll(dir)
 				}
 			}
@@ -104,6 +122,12 @@ func cleanStale(base string, reg *registry, cgroupDirs []string) {
 		}
 		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
 			lock.Close() // live session
+			continue
+		}
+		if creating {
+			// Died between its lock and its rename: it made nothing else yet.
+			os.RemoveAll(dir)
+			unlock(lock)
 			continue
 		}
 		// The session's cgroups are named after its folder. What is still in them (a sandbox
