@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,5 +251,58 @@ func TestPlanGuardsBounds(t *testing.T) {
 	}
 	if n := openFDs(t); n != before {
 		t.Errorf("%d descriptors open after the refusals, %d before", n, before)
+	}
+}
+
+// TestWalkTreeWhileChanging: folders made, removed and swapped for symlinks while the walk runs
+// neither stop it nor make it leave anything open or step outside the top.
+func TestWalkTreeWhileChanging(t *testing.T) {
+	outside := t.TempDir()
+	makeTree(t, outside, "secret/key")
+	root := t.TempDir()
+	var paths []string
+	for i := range 20 {
+		paths = append(paths, fmt.Sprintf("%d/a/b/", i))
+	}
+	makeTree(t, root, paths...)
+	before := openFDs(t)
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d := filepath.Join(root, strconv.Itoa(i%20))
+			_ = os.RemoveAll(d)
+			if i%3 == 0 {
+				_ = os.Symlink(outside, d)
+			} else {
+				_ = os.MkdirAll(filepath.Join(d, "a", "b"), 0o755)
+			}
+			if i%3 == 0 {
+				_ = os.Remove(d)
+				_ = os.MkdirAll(filepath.Join(d, "a", "b"), 0o755)
+			}
+		}
+	}()
+	for range 200 {
+		got, err := walkAll(t, root, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range got {
+			if strings.Contains(g, "secret") {
+				t.Fatalf("the walk went outside the top: %s", g)
+			}
+		}
+	}
+	close(stop)
+	<-churned
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after the walks, %d before", n, before)
 	}
 }
