@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"context"
 	"github.com/keepup/keepup/internal/sandbox/inside"
 	"os"
 	"os/exec"
@@ -65,7 +66,7 @@ func SessionSandbox(b *Backend, spec sandbox.Spec, stateDir string) (newCmd func
 	if err := writeStateFiles(stateDir); err != nil {
 		return nil, nil, err
 	}
-	l, err := b.buildLayout(&spec, stateDir, "", true)
+	l, err := b.buildLayout(context.Background(), &spec, stateDir, "", true)
 	if err != nil {
 		if l != nil {
 			l.closeFiles()

@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -170,7 +171,7 @@ func writeStateFiles(dir string) error {
 // buildLayout works out the bwrap command line of a session, and with allowStage, the guards
 // the guard stage is to make (see Backend.stageFrom). It opens the host folders of the
 // mounts; the caller closes l.files (also on error, which closes what was opened).
-func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg string, allowStage bool) (*layout, error) {
+func (b *Backend) buildLayout(ctx context.Context, spec *sandbox.Spec, stateDir string, helperArg string, allowStage bool) (*layout, error) {
 	// fd 3: the helper's control socket, fd 4: the seccomp filter; the session fills them in.
 	l := &layout{files: make([]*os.File, 2)}
 	a := func(s ...string) { l.args = append(l.args, s...) }
@@ -300,7 +301,7 @@ func (b *Backend) buildLayout(spec *sandbox.Spec, stateDir string, helperArg str
 		}
 		g := grant{m: m, host: host, root: root}
 		if m.RW {
-			if g.pl, err = planGuards(host, m.Protect); err != nil {
+			if g.pl, err = planGuards(ctx, host, m.Protect); err != nil {
 				root.Close()
 				return fail(fmt.Errorf("bwrap: mount %s: %w", m.Host, err))
 			}

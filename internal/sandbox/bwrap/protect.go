@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -88,8 +89,9 @@ func (p *guardPlan) close() {
 // repository, a folder with a .vscode — whether or not it exists there. A folder without any
 // protected name, or made during the session, gets no guards: bind mounts protect what exists
 // when the session starts. Regular files with more than one name found by the walk are kept
-// read-only too (up to maxLinked): the other name may be outside the grant.
-func planGuards(host string, protect []string) (*guardPlan, error) {
+// read-only too (up to maxLinked): the other name may be outside the grant. The walk stops
+// when ctx is done.
+func planGuards(ctx context.Context, host string, protect []string) (*guardPlan, error) {
 	var entries []string
 	for _, p := range protect {
 		c, err := cleanRel(p)
@@ -158,6 +160,9 @@ func planGuards(host string, protect []string) (*guardPlan, error) {
 	)
 	errTooMany := fmt.Errorf("%s: %w: more than %d files and folders; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, walkEntries)
 	err = walkTree(int(top.Fd()), true, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		var spelled, descend []string
 		var linked []linkedFile
 		for _, ent := range ents {

@@ -80,7 +80,7 @@ func TestPlanGuards(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			pl, err := planGuards(root, protect)
+			pl, err := planGuards(t.Context(), root, protect)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestPlanGuardsRefusesSymlinks(t *testing.T) {
 		if err := os.Symlink("/etc", filepath.Join(root, link)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := planGuards(root, []string{".git/hooks/", ".bashrc", ".claude/"}); !errors.Is(err, ErrSymlinkProtected) {
+		if _, err := planGuards(t.Context(), root, []string{".git/hooks/", ".bashrc", ".claude/"}); !errors.Is(err, ErrSymlinkProtected) {
 			t.Errorf("symlink %s: %v", link, err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestPlanGuardsRefusesSymlinks(t *testing.T) {
 func TestPlanGuardsRejectsEscapes(t *testing.T) {
 	t.Parallel()
 	for _, p := range []string{"../x", "/etc/passwd", "", "a/../../x", "."} {
-		if _, err := planGuards(t.TempDir(), []string{p}); err == nil {
+		if _, err := planGuards(t.Context(), t.TempDir(), []string{p}); err == nil {
 			t.Errorf("%q accepted", p)
 		}
 	}
@@ -181,12 +181,12 @@ func TestPlanGuardsRefusesWhatItCannotWalk(t *testing.T) {
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := planGuards(deep, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) {
+	if _, err := planGuards(t.Context(), deep, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("deep tree: %v, want ErrTooLarge", err)
 	}
 	shallow := t.TempDir()
 	os.MkdirAll(filepath.Join(shallow, "d"), 0o755)
-	pl, err := planGuards(shallow, []string{".bashrc"})
+	pl, err := planGuards(t.Context(), shallow, []string{".bashrc"})
 	if err != nil {
 		t.Fatalf("small tree: %v", err)
 	}

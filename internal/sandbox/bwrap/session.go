@@ -151,7 +151,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, stage bool) (_ *
 	if spec.Network.Enabled() {
 		hc.Proxy = ProxyAddr
 	}
-	l, err := b.buildLayout(&spec, s.state.dir, "", stage)
+	l, err := b.buildLayout(ctx, &spec, s.state.dir, "", stage)
 	if l != nil {
 		defer l.closeFiles()
 	}
@@ -288,7 +288,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, stage bool) (_ *
 	}
 	// A session of one command searches its mounts whole when the command ends, unless they are
 	// large enough that watching them is cheaper (see oneCommandWatchFrom).
-	if s.watch, err = newProtectWatch(&spec, b.reg, baseline, spec.OneCommand && listed < b.watchFrom); err != nil {
+	if s.watch, err = newProtectWatch(ctx, &spec, b.reg, baseline, spec.OneCommand && listed < b.watchFrom); err != nil {
 		return nil, fmt.Errorf("bwrap: %w", err)
 	}
 	return s, nil

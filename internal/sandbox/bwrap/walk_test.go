@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -230,11 +231,11 @@ func TestPlanGuardsBounds(t *testing.T) {
 	}
 	makeTree(t, root, paths...) // 49 files in 7 folders: 56 entries
 	before := openFDs(t)
-	if _, err := planGuards(root, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 50 files and folders") {
+	if _, err := planGuards(t.Context(), root, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 50 files and folders") {
 		t.Errorf("56 entries with a bound of 50: %v", err)
 	}
 	walkEntries = 56
-	pl, err := planGuards(root, []string{".bashrc"})
+	pl, err := planGuards(t.Context(), root, []string{".bashrc"})
 	if err != nil {
 		t.Fatalf("56 entries with a bound of 56: %v", err)
 	}
@@ -246,7 +247,7 @@ func TestPlanGuardsBounds(t *testing.T) {
 	for i := range maxLinked {
 		makeTree(t, links, fmt.Sprintf("link:f=l%d", i))
 	}
-	if _, err := planGuards(links, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "hard-linked") {
+	if _, err := planGuards(t.Context(), links, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "hard-linked") {
 		t.Errorf("%d hard-linked files: %v", maxLinked+1, err)
 	}
 	if n := openFDs(t); n != before {
@@ -304,5 +305,21 @@ func TestWalkTreeWhileChanging(t *testing.T) {
 	<-churned
 	if n := openFDs(t); n != before {
 		t.Errorf("%d descriptors open after the walks, %d before", n, before)
+	}
+}
+
+// TestPlanGuardsCanceled: planning stops when its context is done (a task canceled while its
+// sandbox walks a large folder), and leaves nothing open.
+func TestPlanGuardsCanceled(t *testing.T) {
+	root := t.TempDir()
+	makeTree(t, root, "a/b/c", "d/e")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	before := openFDs(t)
+	if _, err := planGuards(ctx, root, []string{".bashrc"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled: %v", err)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after the walk, %d before", n, before)
 	}
 }

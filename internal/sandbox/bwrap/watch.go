@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ type watchedDir struct {
 // with this session running: what is now there beyond it appeared while nothing watched (a
 // command cut short; or the user, meanwhile), and is moved out (reported with the first
 // command's result).
-func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string, blind bool) (*protectWatch, error) {
+func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, baseline string, blind bool) (*protectWatch, error) {
 	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: blind}
 	prior := w.loadBaseline()
 	if !w.blind {
@@ -120,7 +121,7 @@ func newProtectWatch(spec *sandbox.Spec, reg *registry, baseline string, blind b
 			}
 		}
 		w.mounts = append(w.mounts, m)
-		if err := w.walk(m, ".", true, true); err != nil {
+		if err := w.walk(ctx, m, ".", true, true); err != nil {
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
@@ -233,10 +234,10 @@ func (m *watchedMount) protected(rel string) bool {
 // folder that cannot be watched (the watch limit) leaves the watch blind: no more watches are
 // added, and every reading of events searches every mount whole.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error {
-	return w.walk(m, rel, record, false)
+	return w.walk(context.Background(), m, rel, record, false)
 }
 
-func (w *protectWatch) walk(m *watchedMount, rel string, record, bounded bool) error {
+func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, bounded bool) error {
 	top, err := openNoFollow(m.host, rel)
 	if err != nil {
 		return nil // gone meanwhile, or replaced by a symlink: the sandbox's user cannot make anything in it either
@@ -262,6 +263,9 @@ func (w *protectWatch) walk(m *watchedMount, rel string, record, bounded bool) e
 		}
 	}
 	return walkTree(int(top.Fd()), false, before, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		dir := joinRel(rel, d.rel)
 		var descend []string
 		mu.Lock()
