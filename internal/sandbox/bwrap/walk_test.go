@@ -52,6 +52,17 @@ func makeTree(t *testing.T, root string, paths ...string) {
 	}
 }
 
+// openTop opens root as a walk's top, for the test's duration.
+func openTop(t *testing.T, root string) int {
+	t.Helper()
+	top, err := openNoFollow(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { top.Close() })
+	return int(top.Fd())
+}
+
 // walkAll walks root descending into every folder, and returns each entry as "rel" (a
 // folder with a trailing "/", a file with more than one name with a trailing "=").
 func walkAll(t *testing.T, root string, stat bool) ([]string, error) {
@@ -60,7 +71,7 @@ func walkAll(t *testing.T, root string, stat bool) ([]string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer top.Close()
+	defer top.Close() // before the test ends: the tests count what stays open
 	var mu sync.Mutex
 	var got []string
 	err = walkTree(int(top.Fd()), stat, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
@@ -143,14 +154,9 @@ func TestWalkTreeFollowsNoSymlink(t *testing.T) {
 	makeTree(t, outside, "secret/key")
 	root := t.TempDir()
 	makeTree(t, root, "sym:out="+outside)
-	top, err := openNoFollow(root, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer top.Close()
 	var mu sync.Mutex
 	var seen []string
-	err = walkTree(int(top.Fd()), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+	err := walkTree(openTop(t, root), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, d.rel)
@@ -175,18 +181,14 @@ func TestWalkTreeStops(t *testing.T) {
 		}
 	}
 	makeTree(t, root, paths...)
-	top, err := openNoFollow(root, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer top.Close()
+	top := openTop(t, root)
 	before := openFDs(t)
 	stop := errors.New("stop here")
 	for round := range 50 {
 		at := fmt.Sprintf("%d/%d", round%30, round%5)
 		var mu sync.Mutex
 		listed := 0
-		err := walkTree(int(top.Fd()), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		err := walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
 			mu.Lock()
 			listed++
 			mu.Unlock()
@@ -212,7 +214,7 @@ func TestWalkTreeStops(t *testing.T) {
 		}
 	}
 	// The top itself stays open: it is the caller's.
-	if _, err := unix.FcntlInt(top.Fd(), unix.F_GETFD, 0); err != nil {
+	if _, err := unix.FcntlInt(uintptr(top), unix.F_GETFD, 0); err != nil {
 		t.Errorf("the top was closed: %v", err)
 	}
 }
