@@ -1,6 +1,8 @@
 package bwrap
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -141,19 +143,27 @@ func (w *walker) list(it walkItem, buf []byte) ([]walkItem, *dirRef) {
 	fd, err := unix.Openat(it.parent.fd, it.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	it.parent.release()
 	if err != nil {
+		if !skippable(err) {
+			w.fail(fmt.Errorf("open folder %s: %w", it.rel, err))
+		}
 		return nil, nil
 	}
 	f := walkFolder{rel: it.rel, depth: it.depth, fd: fd}
 	if w.before != nil {
 		w.before(f)
 	}
-	names, err := w.visit(f, listFolder(fd, buf, w.stat))
+	ents, err := listFolder(fd, buf, w.stat)
+	var names []string
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		err = nil // removed since it was opened: nothing in it to see
+	case err != nil:
+		err = fmt.Errorf("list folder %s: %w", it.rel, err)
+	default:
+		names, err = w.visit(f, ents)
+	}
 	if err != nil {
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = err
-		}
-		w.mu.Unlock()
+		w.fail(err)
 	}
 	if err != nil || len(names) == 0 {
 		unix.Close(fd)
@@ -172,16 +182,36 @@ func (w *walker) list(it walkItem, buf []byte) ([]walkItem, *dirRef) {
 	return subs, ref
 }
 
+// fail records the walk's first error: the walk stops.
+func (w *walker) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// skippable reports whether a folder that could not be opened is left out of a walk rather
+// than failing it: gone, or swapped for a symlink or a file since it was listed, or not
+// readable by keepup's user, which is the sandbox's too. Anything else (out of descriptors or
+// memory, an I/O error) would leave unseen a folder the sandbox can reach.
+func skippable(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EACCES)
+}
+
 // listFolder lists the open folder fd with getdents(2), into buf: the types come with the
 // names, where os.File.ReadDir stats every entry of a folder opened in an os.Root. An entry of
 // unknown type is stat'ed, without following symlinks; with stat, so is every regular file, to
 // tell whether it has more than one name.
-func listFolder(fd int, buf []byte, stat bool) []dirEntry {
+func listFolder(fd int, buf []byte, stat bool) ([]dirEntry, error) {
 	var out []dirEntry
 	for {
 		n, err := unix.Getdents(fd, buf)
-		if n <= 0 || err != nil {
-			return out
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
 		}
 		for off := 0; off < n; {
 			d := (*unix.Dirent)(unsafe.Pointer(&buf[off]))
@@ -194,9 +224,14 @@ func listFolder(fd int, buf []byte, stat bool) []dirEntry {
 			e := dirEntry{name: name, dir: d.Type == unix.DT_DIR}
 			if d.Type == unix.DT_UNKNOWN || (stat && d.Type == unix.DT_REG) {
 				var st unix.Stat_t
-				if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				switch err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); {
+				case err == nil:
 					e.dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
 					e.linked = stat && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1
+				case errors.Is(err, unix.ENOENT):
+					continue // removed since it was listed
+				default:
+					return nil, fmt.Errorf("%s: %w", name, err)
 				}
 			}
 			out = append(out, e)

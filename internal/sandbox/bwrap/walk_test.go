@@ -271,6 +271,8 @@ func TestWalkTreeWhileChanging(t *testing.T) {
 	before := openFDs(t)
 	stop := make(chan struct{})
 	churned := make(chan struct{})
+	stopChurn := sync.OnceFunc(func() { close(stop); <-churned })
+	defer stopChurn() // also when the test fails early
 	go func() {
 		defer close(churned)
 		for i := 0; ; i++ {
@@ -303,8 +305,7 @@ func TestWalkTreeWhileChanging(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	<-churned
+	stopChurn()
 	if n := openFDs(t); n != before {
 		t.Errorf("%d descriptors open after the walks, %d before", n, before)
 	}
@@ -323,5 +324,47 @@ func TestPlanGuardsCanceled(t *testing.T) {
 	}
 	if n := openFDs(t); n != before {
 		t.Errorf("%d descriptors open after the walk, %d before", n, before)
+	}
+}
+
+// TestWalkTreeFailsClosed: a folder the walk cannot open for want of descriptors (not because
+// it is gone or unreadable) fails the walk: skipping it would leave unguarded a folder the
+// sandbox can reach.
+func TestWalkTreeFailsClosed(t *testing.T) {
+	// Not parallel: it lowers this process's descriptor limit for a moment.
+	root := t.TempDir()
+	makeTree(t, root, "a/b/")
+	top := openTop(t, root)
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := map[int]bool{}
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		// Not the listing's own descriptor, closed since.
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && !strings.HasSuffix(l, "/fd") {
+			open[n] = true
+		}
+	}
+	free := 0
+	for open[free] {
+		free++
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = uint64(free) // no descriptor can be opened
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	err = walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) { return nil, nil })
+	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !errors.Is(err, unix.EMFILE) {
+		t.Errorf("walk without descriptors: %v, want EMFILE", err)
 	}
 }

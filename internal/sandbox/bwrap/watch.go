@@ -232,7 +232,8 @@ func (m *watchedMount) protected(rel string) bool {
 // start, and for what the host made). Only the walk at the session's start is bounded (as the
 // guards' is), failing past the bound: later walks cover what the session's commands made. A
 // folder that cannot be watched (the watch limit) leaves the watch blind: no more watches are
-// added, and every reading of events searches every mount whole.
+// added, and every reading of events searches every mount whole. So does a walk that fails (out
+// of descriptors, say: see walkTree), which its callers see.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error {
 	return w.walk(context.Background(), m, rel, record, false)
 }
@@ -444,14 +445,18 @@ func (w *protectWatch) process(move bool) {
 					}
 				case ev.Mask&unix.IN_ISDIR != 0:
 					// A folder made or moved in: search it, and watch it and what is below.
-					_ = w.watchTree(d.m, rel, !move)
+					if w.watchTree(d.m, rel, !move) != nil {
+						w.blind = true // searched in part: search everything from now on
+					}
 				}
 			}
 		}
 	}
 	if lost || w.blind {
 		for _, m := range w.mounts {
-			_ = w.watchTree(m, ".", !move)
+			if w.watchTree(m, ".", !move) != nil {
+				w.blind = true
+			}
 		}
 	}
 }
