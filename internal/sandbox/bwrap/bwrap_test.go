@@ -1203,7 +1203,17 @@ func TestCgroupV2Session(t *testing.T) {
 		t.Skipf("cgroup v2 is not writable here: %v", err)
 	}
 	t.Cleanup(func() { syscall.Rmdir(parent) })
-	old := bwrap.SetCgroupControllers(nil)
+	// The limits' controllers the parent can have: those the hierarchy's top enables for its
+	// children (none where cgroup v1 holds them, as on the machine this was written on).
+	var ctrls []string
+	have, _ := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	for _, c := range []string{"pids", "memory", "cpu"} {
+		if slices.Contains(strings.Fields(string(have)), c) {
+			ctrls = append(ctrls, c)
+		}
+	}
+	t.Logf("controllers: %v", ctrls)
+	old := bwrap.SetCgroupControllers(ctrls)
 	b, err := bwrap.New(bwrap.Config{Exe: os.Args[0], StateDir: t.TempDir(), CgroupParent: parent})
 	bwrap.SetCgroupControllers(old)
 	if err != nil {
@@ -1212,6 +1222,44 @@ func TestCgroupV2Session(t *testing.T) {
 	if want := "cgroup v2 at " + parent; b.Limiter() != want {
 		t.Fatalf("limiter %q, want %q", b.Limiter(), want)
 	}
+	t.Run("limits", func(t *testing.T) {
+		if len(ctrls) == 0 {
+			t.Skip("the cgroup v2 hierarchy has none of the pids, memory and cpu controllers")
+		}
+		id := fmt.Sprintf("test-%d", sessionSeq.Add(1))
+		s, err := b.Start(t.Context(), sandbox.Spec{SessionID: id, Limits: sandbox.Limits{Pids: 32, MemoryBytes: 256 << 20, CPUPercent: 50}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		dir := bwrap.SessionCgroups(s)[0]
+		for c, want := range map[string]string{"pids": "32", "memory": strconv.Itoa(256 << 20), "cpu": "50000 100000"} {
+			if !slices.Contains(ctrls, c) {
+				continue
+			}
+			file := map[string]string{"pids": "pids.max", "memory": "memory.max", "cpu": "cpu.max"}[c]
+			if got, err := os.ReadFile(filepath.Join(dir, file)); err != nil || strings.TrimSpace(string(got)) != want {
+				t.Errorf("%s: %q, %v; want %q", file, got, err, want)
+			}
+		}
+		if slices.Contains(ctrls, "pids") {
+			n := uniqueSleep()
+			r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", "i=0; while [ $i -lt 100 ]; do sleep " + n + " & i=$((i+1)); done; echo $i"}, Timeout: 20 * time.Second})
+			if !strings.Contains(r.stderr, "fork") {
+				t.Errorf("100 processes started under pids.max 32: %+v", r)
+			}
+			if got := len(hostProcs("sleep", n)); got != 0 {
+				t.Errorf("%d sleeps left after the command", got)
+			}
+		}
+		if slices.Contains(ctrls, "memory") {
+			// A 512 MiB string, built by doubling (bounded: some 1.5 GiB at most without a limit).
+			r := run(t, s, sandbox.Command{Args: []string{"awk", "BEGIN { s = \"x\"; for (i = 0; i < 29; i++) s = s s; print length(s) }"}, Timeout: 60 * time.Second})
+			if r.ExitCode == 0 {
+				t.Errorf("512 MiB held under memory.max 256 MiB: %+v", r)
+			}
+		}
+	})
 	for _, stage := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stage=%v", stage), func(t *testing.T) {
 			if stage {
