@@ -241,7 +241,10 @@ func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error
 func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, bounded bool) error {
 	top, err := openNoFollow(m.host, rel)
 	if err != nil {
-		return nil // gone meanwhile, or replaced by a symlink: the sandbox's user cannot make anything in it either
+		if skippable(err) {
+			return nil // gone meanwhile, or replaced by a symlink: the sandbox's user cannot make anything in it either
+		}
+		return err
 	}
 	defer top.Close()
 	// Each folder is opened once, from its parent without following a symlink, to watch it and
