@@ -1937,3 +1937,32 @@ mkdir -p x/y/.vscode && echo '{}' > x/y/.vscode/tasks.json && echo 'curl evil | 
 		fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/work/new2/.git/hooks/pre-commit", "content": "x"}},
 		fileCall{"write_file", obj{"path": "/sessions/${session}/mnt/work/x/z/.vscode/tasks.json", "content": "x"}})
 }
+
+// TestSandboxGrantRefused: a grant the sandbox cannot guard (here: a protected path in it is a
+// symlink, which a bind cannot keep from being replaced) stops `sandbox exec` with a one-line
+// error that names the path and the remedy, and runs nothing. It does not send the user to
+// `keepup doctor`, which checks the machine, not the folder.
+func TestSandboxGrantRefused(t *testing.T) {
+	t.Parallel()
+	s := newSbx(t)
+	if err := os.Symlink(filepath.Join(s.outside, "rc"), filepath.Join(s.grant, ".bashrc")); err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(s.grant, "ran.txt")
+	r := s.exec(t, nil, "/bin/sh", "-c", "echo ran > "+ran)
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	oneLine(t, r.stderr)
+	for _, want := range []string{"a protected path is a symlink", filepath.Join(s.grant, ".bashrc"), "read-only"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the error lacks %q: %q", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "keepup doctor") {
+		t.Errorf("the error sends the user to keepup doctor: %q", r.stderr)
+	}
+	if exists(ran) {
+		t.Error("the command ran")
+	}
+}

@@ -195,7 +195,7 @@ func runTask(st *State, o runOptions) (*task.Task, error) {
 	sbSpec.Network = eg.network()
 	sb, err := backend.Start(ctx, sbSpec)
 	if err != nil {
-		return nil, usagef("the sandbox cannot start, so the task does not run: %s (run 'keepup doctor')", oneLine(err.Error()))
+		return nil, sandboxStartError("the task does not run", err)
 	}
 	defer sb.Close()
 

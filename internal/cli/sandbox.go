@@ -23,6 +23,17 @@ import (
 	"github.com/keepup/keepup/internal/store/sqlite"
 )
 
+// sandboxStartError says that a session's sandbox could not start, so what was asked does not
+// run. It points at `keepup doctor` for what may be the machine's problem, not for a granted
+// folder's (too large to guard, a protected path that is a symlink), which doctor does not see.
+func sandboxStartError(what string, err error) error {
+	hint := " (run 'keepup doctor')"
+	if errors.Is(err, bwrap.ErrTooLarge) || errors.Is(err, bwrap.ErrSymlinkProtected) {
+		hint = ""
+	}
+	return usagef("the sandbox cannot start, so %s: %s%s", what, oneLine(err.Error()), hint)
+}
+
 // openBackend returns the sandbox backend a run uses: bubblewrap, or with --sandbox none (for
 // developing keepup only) no isolation at all — refused by the Cowork profile and by a managed
 // policy that does not allow it, and announced with a warning on every run. A backend that
@@ -158,7 +169,7 @@ func cmdSandboxExec(st *State, args []string) error {
 	spec.OneCommand = true
 	sb, err := backend.Start(ctx, spec)
 	if err != nil {
-		return usagef("the sandbox cannot start, so nothing runs: %v (run 'keepup doctor')", oneLine(err.Error()))
+		return sandboxStartError("nothing runs", err)
 	}
 	defer sb.Close()
 	res, err := sb.Run(ctx, sandbox.Command{Args: cmdArgs, Stdin: st.Stdin, Stdout: st.Stdout, Stderr: st.Stderr, Timeout: d})

@@ -141,7 +141,7 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 	top, err := openNoFollow(host, "")
 	if err != nil {
 		pl.close()
-		return nil, fmt.Errorf("%s: %w", host, err)
+		return nil, err
 	}
 	defer top.Close()
 	type project struct {
@@ -158,7 +158,7 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 		links    []linkedFile
 		listed   int
 	)
-	errTooMany := fmt.Errorf("%s: %w: more than %d files and folders; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, walkEntries)
+	errTooMany := fmt.Errorf("%w: more than %d files and folders; grant a smaller folder, or this one read-only (:ro)", ErrTooLarge, walkEntries)
 	err = walkTree(int(top.Fd()), true, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -185,7 +185,7 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 					for _, l := range linked {
 						l.f.Close()
 					}
-					return nil, fmt.Errorf("%s: %w: folders nested deeper than %d; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, walkDepth)
+					return nil, fmt.Errorf("%w: folders nested deeper than %d; grant a smaller folder, or this one read-only (:ro)", ErrTooLarge, walkDepth)
 				}
 				descend = append(descend, ent.name)
 			}
@@ -197,7 +197,7 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 			return nil, errTooMany
 		}
 		if len(links) > maxLinked {
-			return nil, fmt.Errorf("%s: %w: more than %d hard-linked files; grant a smaller folder, or this one read-only (:ro)", host, ErrTooLarge, maxLinked)
+			return nil, fmt.Errorf("%w: more than %d hard-linked files; grant a smaller folder, or this one read-only (:ro)", ErrTooLarge, maxLinked)
 		}
 		if d.rel != "." && len(spelled) > 0 {
 			projects = append(projects, project{d.rel, spelled})
