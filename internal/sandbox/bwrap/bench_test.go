@@ -202,7 +202,8 @@ func BenchmarkParallelRun(b *testing.B) {
 // on: what walking it to find what to guard, and watching or searching it, costs.
 //   - one-command: a session of one command (`keepup sandbox exec`) that runs `true`;
 //   - session: a long-lived session started and closed, no command;
-//   - warm-command: `true` in a long-lived session on it.
+//   - warm-command: `true` in a long-lived session on it;
+//   - warm-command-past-watch-limit: the same when not every folder can be watched.
 func BenchmarkLargeFolder(b *testing.B) {
 	tb := setup(b)
 	n := 0
@@ -257,6 +258,15 @@ func BenchmarkLargeFolder(b *testing.B) {
 		})
 	})
 	b.Run("warm-command", func(b *testing.B) {
+		s := start(b, false)
+		defer s.Close()
+		benchtest.Latency(b, func() { runTrue(b, s) })
+	})
+	// Past the watch limit (lowered to 8,192 folders of the 10,210), the folders not watched are
+	// searched before and after each command.
+	b.Run("warm-command-past-watch-limit", func(b *testing.B) {
+		old := bwrap.SetMaxSessionWatches(8192)
+		defer bwrap.SetMaxSessionWatches(old)
 		s := start(b, false)
 		defer s.Close()
 		benchtest.Latency(b, func() { runTrue(b, s) })

@@ -613,8 +613,8 @@ func TestProtectedPathsMadeOnTheHost(t *testing.T) {
 }
 
 // TestProtectedPathsWithoutWatches: a session that cannot watch every folder (the watch limit,
-// here lowered to one folder) searches its mounts whole after each command instead, and finds
-// protected paths made in folders it does not watch.
+// here lowered to one folder) searches the folders it does not watch after each command, and
+// finds protected paths made in them.
 func TestProtectedPathsWithoutWatches(t *testing.T) {
 	// Not parallel: the bound is the package's.
 	old := bwrap.SetMaxSessionWatches(1)
@@ -629,6 +629,71 @@ func TestProtectedPathsWithoutWatches(t *testing.T) {
 	slices.Sort(got)
 	if want := []string{tb.rwDest() + "/a/b/.claude", tb.rwDest() + "/a/b/c/.bashrc"}; r.stdout != "ok\n" || !slices.Equal(got, want) {
 		t.Errorf("%q: quarantined %v, want %v", r.stdout, got, want)
+	}
+}
+
+// TestProtectedPathsPastTheWatchLimit: a session watches what folders it can (here 20 of some
+// 60) and searches the others after each command, not the whole mount. Protected paths made
+// anywhere are found: in watched and unwatched folders, in folders made in either, and in a
+// folder moved from one part to the other; and what the host made between commands stays.
+func TestProtectedPathsPastTheWatchLimit(t *testing.T) {
+	// Not parallel: the bound is the package's.
+	old := bwrap.SetMaxSessionWatches(20)
+	defer bwrap.SetMaxSessionWatches(old)
+	tb := setup(t)
+	var dirs []string
+	for i := range 6 {
+		for j := range 9 {
+			dirs = append(dirs, fmt.Sprintf("d%d/e%d", i, j))
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(tb.rw, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := tb.start(t)
+	watched, unwatched, blind := bwrap.WatchState(s)
+	if watched != 20 || unwatched == 0 || blind {
+		t.Fatalf("watched %d, unwatched %d, blind %v; want 20 watched, some unwatched, not blind", watched, unwatched, blind)
+	}
+	// In every folder, a protected file; in every folder, a new folder with a protected folder.
+	var script strings.Builder
+	var want []string
+	for _, d := range dirs {
+		fmt.Fprintf(&script, "echo x > %s/.bashrc && mkdir -p %s/new/.vscode && ", d, d)
+		want = append(want, tb.rwDest()+"/"+d+"/.bashrc", tb.rwDest()+"/"+d+"/new/.vscode")
+	}
+	script.WriteString("mv d0/e0 d5/e8/moved && mkdir -p d5/e8/moved/.idea && echo ok")
+	want = append(want, tb.rwDest()+"/d5/e8/moved/.idea", tb.rwDest()+"/d0/e0/.bashrc", tb.rwDest()+"/d0/e0/new/.vscode")
+	r := run(t, s, sandbox.Command{Args: []string{"sh", "-c", script.String()}, Dir: tb.rwDest(), Timeout: time.Minute})
+	if r.stdout != "ok\n" {
+		t.Fatalf("%+v", r)
+	}
+	got := slices.Sorted(slices.Values(r.Quarantined))
+	// The folder moved before the command ended: what was made in it is found where it went.
+	want = slices.DeleteFunc(want, func(p string) bool { return strings.Contains(p, "/d0/e0/") })
+	want = append(want, tb.rwDest()+"/d5/e8/moved/.bashrc", tb.rwDest()+"/d5/e8/moved/new/.vscode")
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("quarantined:\n got %v\nwant %v", got, want)
+	}
+	if _, _, blind := bwrap.WatchState(s); blind {
+		t.Error("the watch went blind")
+	}
+	// Made on the host between commands, in an unwatched folder and a watched one: it stays.
+	for _, d := range []string{dirs[len(dirs)-1], "d1"} {
+		if err := os.MkdirAll(filepath.Join(tb.rw, d, ".claude"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := sh(t, s, "true"); len(r.Quarantined) != 0 {
+		t.Errorf("made on the host, moved out: %v", r.Quarantined)
+	}
+	for _, d := range []string{dirs[len(dirs)-1], "d1"} {
+		if !exists(filepath.Join(tb.rw, d, ".claude")) {
+			t.Errorf("%s/.claude, made on the host, is gone", d)
+		}
 	}
 }
 

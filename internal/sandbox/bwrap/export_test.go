@@ -106,6 +106,19 @@ func SetGuardStage(b *Backend, on bool) {
 	b.stageFrom = 0
 }
 
+// WatchState says how many folders session s watches, how many it knows it does not (past the
+// watch limit), and whether it searches its mounts whole after each command.
+func WatchState(s sandbox.Session) (watched, unwatched int, blind bool) {
+	w := s.(*Session).watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.mounts {
+		watched += len(m.watched)
+		unwatched += len(m.unwatched)
+	}
+	return watched, unwatched, w.blind
+}
+
 // SetOneCommandWatchFrom sets the number of files and folders from which a session of one
 // command of b watches its mounts (inotify) instead of searching them when its command ends.
 func SetOneCommandWatchFrom(b *Backend, n int) { b.watchFrom = n }

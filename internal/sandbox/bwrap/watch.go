@@ -58,7 +58,12 @@ type protectWatch struct {
 	wds      map[int32]watchedDir
 	found    []string // sandbox paths moved out since the last take
 	buf      []byte
-	blind    bool // a folder could not be watched: search everything whenever events are read
+	// blind: search every mount whole whenever events are read (nothing is watched, or a
+	// search failed). Otherwise only the folders that could not be watched (past the watch
+	// limit) are searched, each mount's unwatched.
+	blind    bool
+	full     bool // the watch limit was met: the walk under way watches no more folders
+	adding   int  // watches being added (see addWatch)
 	running  int  // commands running
 	commands int  // commands started
 	closed   bool
@@ -71,6 +76,10 @@ type watchedMount struct {
 	protect [][]string      // each protected path's components, lower-cased
 	pre     map[string]bool // protected paths taken for existing, relative to the mount
 	keep    bool            // .keepup is protected: quarantine there, rather than remove
+	// watched maps the folders watched to their watch descriptors; unwatched lists the folders
+	// known not to be (the watch limit), which are searched after each command.
+	watched   map[string]int32
+	unwatched map[string]bool
 }
 
 type watchedDir struct {
@@ -113,7 +122,7 @@ func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, bas
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
-		m := &watchedMount{dest: sm.Dest, host: host, root: root, pre: map[string]bool{}}
+		m := &watchedMount{dest: sm.Dest, host: host, root: root, pre: map[string]bool{}, watched: map[string]int32{}, unwatched: map[string]bool{}}
 		for _, p := range sm.Protect {
 			if c, err := cleanRel(p); err == nil {
 				m.protect = append(m.protect, strings.Split(strings.ToLower(c), "/"))
@@ -121,7 +130,7 @@ func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, bas
 			}
 		}
 		w.mounts = append(w.mounts, m)
-		if err := w.walk(ctx, m, ".", true, true); err != nil {
+		if err := w.walk(ctx, m, ".", true, true, false); err != nil {
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
@@ -231,14 +240,17 @@ func (m *watchedMount) protected(rel string) bool {
 // that was not taken for existing; with record, it takes them for existing instead (at the
 // start, and for what the host made). Only the walk at the session's start is bounded (as the
 // guards' is), failing past the bound: later walks cover what the session's commands made. A
-// folder that cannot be watched (the watch limit) leaves the watch blind: no more watches are
-// added, and every reading of events searches every mount whole. So does a walk that fails (out
-// of descriptors, say: see walkTree), which its callers see.
+// folder that cannot be watched (the watch limit) is recorded in the mount's unwatched, and
+// searched after each command (searchUnwatched). A walk that fails (out of descriptors, say:
+// see walkTree) returns its error, and its callers make the watch blind.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error {
-	return w.walk(context.Background(), m, rel, record, false)
+	return w.walk(context.Background(), m, rel, record, false, false)
 }
 
-func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, bounded bool) error {
+// walk walks rel of m (see watchTree). With skipWatched, it does not descend into the folders
+// watched: their events tell what appears in them, and the unwatched folders below them are
+// searched from there (searchUnwatched).
+func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, bounded, skipWatched bool) error {
 	top, err := openNoFollow(m.host, rel)
 	if err != nil {
 		if skippable(err) {
@@ -252,19 +264,22 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 	var mu sync.Mutex
 	n := 0
 	before := func(d walkFolder) {
+		if w.fd < 0 {
+			return // nothing is watched: every mount is searched whole
+		}
+		dir := joinRel(rel, d.rel)
 		mu.Lock()
-		blind := w.blind
+		full := w.full
 		mu.Unlock()
-		if blind {
+		if !full && w.addWatch(m, dir, d.fd, &mu) == nil {
 			return
 		}
-		if err := w.addWatch(m, joinRel(rel, d.rel), d.fd, &mu); err != nil {
-			// Out of watches (they are counted per user, across every session): search
-			// every mount whole after each command instead, slower but as sure.
-			mu.Lock()
-			w.blind = true
-			mu.Unlock()
-		}
+		// Out of watches (they are counted per user, across every session): this folder is
+		// searched after each command instead, slower but as sure.
+		mu.Lock()
+		w.full = true
+		m.unwatched[dir] = true
+		mu.Unlock()
 	}
 	return walkTree(int(top.Fd()), false, before, func(d walkFolder, ents []dirEntry) ([]string, error) {
 		if err := ctx.Err(); err != nil {
@@ -277,12 +292,20 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 		if n += len(ents); bounded && n > walkEntries {
 			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
 		}
+		into := func(name string) {
+			if skipWatched {
+				if _, ok := m.watched[joinRel(dir, name)]; ok {
+					return
+				}
+			}
+			descend = append(descend, name)
+		}
 		for _, e := range ents {
 			// dir is not protected (it would not be walked), so an entry is protected only
 			// where a protected path ends with its name.
 			if !m.mayEnd(e.name) {
 				if e.dir {
-					descend = append(descend, e.name)
+					into(e.name)
 				}
 				continue
 			}
@@ -295,11 +318,33 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 					w.quarantine(m, p)
 				}
 			case e.dir:
-				descend = append(descend, e.name)
+				into(e.name)
 			}
 		}
 		return descend, nil
 	})
+}
+
+// searchUnwatched searches the folders of m that are not watched, and the folders made in them
+// (watching those it can): with record, taking the protected paths found for existing, else
+// moving them out. It walks from each unwatched folder whose parent is watched, into every
+// folder below that is not. The list is made anew: a folder watched by now (another session's
+// watches were freed) leaves it, and one gone is forgotten.
+func (w *protectWatch) searchUnwatched(m *watchedMount, record bool) error {
+	w.full = false
+	var roots []string
+	for _, d := range sortedTrue(m.unwatched) {
+		if d == "." || !m.unwatched[path.Dir(d)] {
+			roots = append(roots, d)
+		}
+	}
+	clear(m.unwatched) // filled again by the walks
+	for _, d := range roots {
+		if err := w.walk(context.Background(), m, d, record, false, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // joinRel joins slash-separated relative paths, "." being the top.
@@ -313,24 +358,34 @@ func joinRel(dir, name string) string {
 	return dir + "/" + name
 }
 
-// addWatch watches the folder rel of m, open as fd; mu guards w.wds.
+// addWatch watches the folder rel of m, open as fd; mu guards w.wds and m's maps. A folder
+// watched already (moved since) gets its new name.
 func (w *protectWatch) addWatch(m *watchedMount, rel string, fd int, mu *sync.Mutex) error {
+	// A place under the bound is taken before the call, so that walkers adding watches at once
+	// do not go past it together.
 	mu.Lock()
-	full := len(w.wds) >= maxSessionWatches
-	mu.Unlock()
-	if full {
+	if len(w.wds)+w.adding >= maxSessionWatches {
+		mu.Unlock()
 		return unix.ENOSPC
 	}
+	w.adding++
+	mu.Unlock()
 	wd, err := unix.InotifyAddWatch(w.fd, "/proc/self/fd/"+strconv.Itoa(fd), watchMask)
+	mu.Lock()
+	defer mu.Unlock()
+	w.adding--
 	if errors.Is(err, unix.ENOSPC) {
 		return err
 	}
 	if err != nil {
 		return nil // not a folder any more
 	}
-	mu.Lock()
+	if old, ok := w.wds[int32(wd)]; ok && old.rel != rel && old.m.watched[old.rel] == int32(wd) {
+		delete(old.m.watched, old.rel)
+	}
 	w.wds[int32(wd)] = watchedDir{m: m, rel: rel}
-	mu.Unlock()
+	m.watched[rel] = int32(wd)
+	delete(m.unwatched, rel)
 	return nil
 }
 
@@ -376,10 +431,10 @@ func (w *protectWatch) begin() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Blind, the first command needs no search: the start's has just been made.
-	if w.running == 0 && !w.closed && !(w.blind && w.commands == 0) {
+	if w.running == 0 && !w.closed {
 		before := w.preCount()
-		w.process(false)
+		// The first command needs no search: the start's has just been made.
+		w.process(false, w.commands == 0)
 		if w.preCount() != before {
 			_ = w.saveBaseline() // best effort: it only narrows what a restart would move
 		}
@@ -408,16 +463,17 @@ func (w *protectWatch) end() []string {
 	if w.closed {
 		return nil
 	}
-	w.process(true)
+	w.process(true, false)
 	out := w.found
 	w.found = nil
 	return out
 }
 
 // process reads the events so far and acts on them: with move, it moves out the protected
-// paths that appeared; without, it takes them for existing. After an overflow of the event
-// queue, or when blind, it searches every mount whole.
-func (w *protectWatch) process(move bool) {
+// paths that appeared; without, it takes them for existing. Then, unless fresh (the mounts were
+// just searched), it searches the folders it does not watch: every mount whole when blind or
+// after an overflow of the event queue (lost events), else those past the watch limit.
+func (w *protectWatch) process(move, fresh bool) {
 	lost := false // the event queue overflowed
 	for w.fd >= 0 {
 		n, err := unix.Read(w.fd, w.buf)
@@ -432,6 +488,9 @@ func (w *protectWatch) process(move bool) {
 			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
 				lost = true
 			case ev.Mask&unix.IN_IGNORED != 0:
+				if d, ok := w.wds[ev.Wd]; ok && d.m.watched[d.rel] == ev.Wd {
+					delete(d.m.watched, d.rel)
+				}
 				delete(w.wds, ev.Wd)
 			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 				d, ok := w.wds[ev.Wd]
@@ -455,10 +514,22 @@ func (w *protectWatch) process(move bool) {
 			}
 		}
 	}
-	if lost || w.blind {
+	switch {
+	case lost || (w.blind && !fresh):
+		// Whole: what the unwatched list says is rebuilt, and watches are tried again.
+		ok := true
+		w.full = false
 		for _, m := range w.mounts {
+			clear(m.unwatched)
 			if w.watchTree(m, ".", !move) != nil {
-				w.blind = true
+				ok = false
+			}
+		}
+		w.blind = !ok || w.fd < 0
+	case !fresh:
+		for _, m := range w.mounts {
+			if len(m.unwatched) > 0 && w.searchUnwatched(m, !move) != nil {
+				w.blind = true // searched in part: search everything from now on
 			}
 		}
 	}
@@ -481,7 +552,7 @@ func (w *protectWatch) close() {
 	// What commands still running made goes before the placeholders do (the quarantine is in
 	// one); they are being killed.
 	if w.running > 0 {
-		w.process(true)
+		w.process(true, false)
 	}
 	w.closed = true
 	if w.baseline != "" {
