@@ -32,7 +32,8 @@ const QuarantineDir = ".keepup/quarantine"
 const oneCommandWatchFrom = 100_000
 
 // maxSessionWatches bounds one session's watches: the kernel counts them per user, across every
-// session (fs.inotify.max_user_watches); past the bound the watch goes blind (see watchTree).
+// session (fs.inotify.max_user_watches); the folders past the bound are searched
+// after each command instead (see searchUnwatched).
 var maxSessionWatches = 1 << 16
 
 // watchMask is what a watched folder reports: names that appear in it.
