@@ -697,6 +697,36 @@ func TestProtectedPathsPastTheWatchLimit(t *testing.T) {
 	}
 }
 
+// TestSessionAtTheWalkBound: a read-write folder of exactly as many entries as the walk takes
+// starts (the placeholders made for the session, which its watch then sees, do not count), in a
+// session of one command and in a long-lived one; one more entry is refused, naming the bound.
+func TestSessionAtTheWalkBound(t *testing.T) {
+	// Not parallel: the bound is the package's.
+	old := bwrap.SetWalkEntries(30)
+	defer bwrap.SetWalkEntries(old)
+	for _, one := range []bool{true, false} {
+		tb := setup(t)
+		tb.spec.OneCommand = one
+		for i := range 30 {
+			if err := os.WriteFile(filepath.Join(tb.rw, fmt.Sprint(i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := tb.start(t)
+		if r := sh(t, s, "echo ok"); r.stdout != "ok\n" {
+			t.Fatalf("one command %v: %+v", one, r)
+		}
+		s.Close()
+		if err := os.WriteFile(filepath.Join(tb.rw, "one-more"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tb.backend.Start(t.Context(), tb.spec)
+		if !errors.Is(err, bwrap.ErrTooLarge) || !strings.Contains(err.Error(), "more than 30 files and folders") {
+			t.Errorf("one command %v: 31 entries with a bound of 30: %v", one, err)
+		}
+	}
+}
+
 // TestProtectWatchClosed: a session's inotify descriptor is closed after the session ends (in
 // the background, see protectWatch.close), so a long-lived keepup does not collect them.
 func TestProtectWatchClosed(t *testing.T) {

@@ -106,6 +106,14 @@ func SetGuardStage(b *Backend, on bool) {
 	b.stageFrom = 0
 }
 
+// SetWalkEntries bounds the entries the walk of a read-write mount lists; it returns the
+// previous bound.
+func SetWalkEntries(n int) int {
+	old := walkEntries
+	walkEntries = n
+	return old
+}
+
 // WatchState says how many folders session s watches, how many it knows it does not (past the
 // watch limit), and whether it searches its mounts whole after each command.
 func WatchState(s sandbox.Session) (watched, unwatched int, blind bool) {

@@ -131,7 +131,7 @@ func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, bas
 			}
 		}
 		w.mounts = append(w.mounts, m)
-		if err := w.walk(ctx, m, ".", true, true, false); err != nil {
+		if err := w.walk(ctx, m, ".", true, false); err != nil {
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
@@ -239,19 +239,20 @@ func (m *watchedMount) protected(rel string) bool {
 
 // watchTree watches rel and every folder below it, and moves out every protected path in it
 // that was not taken for existing; with record, it takes them for existing instead (at the
-// start, and for what the host made). Only the walk at the session's start is bounded (as the
-// guards' is), failing past the bound: later walks cover what the session's commands made. A
-// folder that cannot be watched (the watch limit) is recorded in the mount's unwatched, and
+// start, and for what the host made). No walk of the watch is bounded: the guards' walk at the
+// session's start refused a mount past the bounds already (the placeholders made since add a
+// few entries), and later walks cover what the session's commands made. A folder that cannot
+// be watched (the watch limit) is recorded in the mount's unwatched, and
 // searched after each command (searchUnwatched). A walk that fails (out of descriptors, say:
 // see walkTree) returns its error, and its callers make the watch blind.
 func (w *protectWatch) watchTree(m *watchedMount, rel string, record bool) error {
-	return w.walk(context.Background(), m, rel, record, false, false)
+	return w.walk(context.Background(), m, rel, record, false)
 }
 
 // walk walks rel of m (see watchTree). With skipWatched, it does not descend into the folders
 // watched: their events tell what appears in them, and the unwatched folders below them are
 // searched from there (searchUnwatched).
-func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, bounded, skipWatched bool) error {
+func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, record, skipWatched bool) error {
 	top, err := openNoFollow(m.host, rel)
 	if err != nil {
 		if skippable(err) {
@@ -263,7 +264,6 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 	// Each folder is opened once, from its parent without following a symlink, to watch it and
 	// then list it. The walk runs on several goroutines; what they share is guarded by mu.
 	var mu sync.Mutex
-	n := 0
 	before := func(d walkFolder) {
 		if w.fd < 0 {
 			return // nothing is watched: every mount is searched whole
@@ -290,9 +290,6 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 		var descend []string
 		mu.Lock()
 		defer mu.Unlock()
-		if n += len(ents); bounded && n > walkEntries {
-			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, walkEntries)
-		}
 		into := func(name string) {
 			if skipWatched {
 				if _, ok := m.watched[joinRel(dir, name)]; ok {
@@ -341,7 +338,7 @@ func (w *protectWatch) searchUnwatched(m *watchedMount, record bool) error {
 	}
 	clear(m.unwatched) // filled again by the walks
 	for _, d := range roots {
-		if err := w.walk(context.Background(), m, d, record, false, true); err != nil {
+		if err := w.walk(context.Background(), m, d, record, true); err != nil {
 			return err
 		}
 	}
