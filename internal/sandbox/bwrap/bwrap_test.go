@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -654,8 +655,8 @@ func TestProtectedPathsPastTheWatchLimit(t *testing.T) {
 	}
 	s := tb.start(t)
 	watched, unwatched, blind := bwrap.WatchState(s)
-	if watched != 20 || unwatched == 0 || blind {
-		t.Fatalf("watched %d, unwatched %d, blind %v; want 20 watched, some unwatched, not blind", watched, unwatched, blind)
+	if len(watched) != 20 || len(unwatched) == 0 || blind {
+		t.Fatalf("watched %d, unwatched %d, blind %v; want 20 watched, some unwatched, not blind", len(watched), len(unwatched), blind)
 	}
 	// In every folder, a protected file; in every folder, a new folder with a protected folder.
 	var script strings.Builder
@@ -694,6 +695,50 @@ func TestProtectedPathsPastTheWatchLimit(t *testing.T) {
 		if !exists(filepath.Join(tb.rw, d, ".claude")) {
 			t.Errorf("%s/.claude, made on the host, is gone", d)
 		}
+	}
+
+	// A watched folder moved into an unwatched one, then moved on, and a folder made under
+	// the name it had there: that is another folder, searched, not taken for the watched one.
+	watched, unwatched, _ = bwrap.WatchState(s)
+	var u, w string
+	for _, d := range unwatched {
+		if strings.HasPrefix(d, "d") && strings.Count(d, "/") == 1 {
+			u = d
+		}
+	}
+	for _, d := range watched {
+		if strings.Count(d, "/") == 1 && !strings.HasPrefix(u, path.Dir(d)+"/") {
+			w = d
+		}
+	}
+	if u == "" || w == "" {
+		t.Fatalf("no unwatched folder and watched folder apart: watched %v, unwatched %v", watched, unwatched)
+	}
+	if r := sh(t, s, "mv "+w+" "+u+"/x"); r.ExitCode != 0 || len(r.Quarantined) != 0 {
+		t.Fatalf("%+v", r)
+	}
+	r = sh(t, s, "mv "+u+"/x "+u+"/y && mkdir -p "+u+"/x/.git/hooks && echo evil > "+u+"/x/.git/hooks/pre-commit")
+	if want := []string{tb.rwDest() + "/" + u + "/x/.git/hooks"}; r.ExitCode != 0 || !slices.Equal(r.Quarantined, want) {
+		t.Errorf("exit %d, quarantined %v, want %v", r.ExitCode, r.Quarantined, want)
+	}
+	// A watched folder renamed in a watched one, at the limit, keeps its watch under its new
+	// name: what a later command makes in it is found.
+	watched, _, _ = bwrap.WatchState(s)
+	w = ""
+	for _, d := range watched {
+		if strings.Count(d, "/") == 1 && slices.Contains(watched, path.Dir(d)) {
+			w = d
+		}
+	}
+	if w == "" {
+		t.Fatalf("no watched folder in a watched one: %v", watched)
+	}
+	if r := sh(t, s, "mv "+w+" "+w+"-renamed"); r.ExitCode != 0 || len(r.Quarantined) != 0 {
+		t.Fatalf("%+v", r)
+	}
+	r = sh(t, s, "echo evil > "+w+"-renamed/.bashrc")
+	if want := []string{tb.rwDest() + "/" + w + "-renamed/.bashrc"}; r.ExitCode != 0 || !slices.Equal(r.Quarantined, want) {
+		t.Errorf("exit %d, quarantined %v, want %v", r.ExitCode, r.Quarantined, want)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"github.com/keepup/keepup/internal/sandbox/inside"
 	"os"
 	"os/exec"
+	"slices"
 
 	"github.com/keepup/keepup/internal/sandbox"
 )
@@ -114,17 +115,17 @@ func SetWalkEntries(n int) int {
 	return old
 }
 
-// WatchState says how many folders session s watches, how many it knows it does not (past the
-// watch limit), and whether it searches its mounts whole after each command.
-func WatchState(s sandbox.Session) (watched, unwatched int, blind bool) {
+// WatchState says which folders of its first mount session s watches, which it knows it does
+// not (past the watch limit), and whether it searches its mounts whole after each command.
+func WatchState(s sandbox.Session) (watched, unwatched []string, blind bool) {
 	w := s.(*Session).watch
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range w.mounts {
-		watched += len(m.watched)
-		unwatched += len(m.unwatched)
+	for rel := range w.mounts[0].watched {
+		watched = append(watched, rel)
 	}
-	return watched, unwatched, w.blind
+	slices.Sort(watched)
+	return watched, sortedTrue(w.mounts[0].unwatched), w.blind
 }
 
 // SetOneCommandWatchFrom sets the number of files and folders from which a session of one

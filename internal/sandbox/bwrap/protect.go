@@ -160,11 +160,12 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 		listed   int
 	)
 	errTooMany := fmt.Errorf("%w: more than %d files and folders; grant a smaller folder, or this one read-only (:ro)", ErrTooLarge, walkEntries)
-	err = walkTree(int(top.Fd()), true, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+	err = walkTree(int(top.Fd()), true, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var spelled, descend []string
+		var spelled []string
+		var descend []dirEntry
 		var linked []linkedFile
 		for _, ent := range ents {
 			if firsts[strings.ToLower(ent.name)] {
@@ -188,7 +189,7 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 					}
 					return nil, fmt.Errorf("%w: folders nested deeper than %d; grant a smaller folder, or this one read-only (:ro)", ErrTooLarge, walkDepth)
 				}
-				descend = append(descend, ent.name)
+				descend = append(descend, ent)
 			}
 		}
 		mu.Lock()

@@ -11,10 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dirEntry is a name in a folder: whether it is a folder (not a symlink to one), and, when the
-// listing was asked to tell, whether it is a regular file with more than one name.
+// dirEntry is a name in a folder: its inode number (as the listing gives it), whether it is a
+// folder (not a symlink to one), and, when the listing was asked to tell, whether it is a
+// regular file with more than one name.
 type dirEntry struct {
 	name   string
+	ino    uint64
 	dir    bool
 	linked bool
 }
@@ -38,10 +40,9 @@ type walkFolder struct {
 // meanwhile, unreadable) is skipped.
 //
 // For each folder, before calls before it is listed (nil: nothing), then visit with its
-// entries (with linked set when stat is true); visit returns the names of the entries to
-// descend into. Both run concurrently on several folders: they guard what they share. The
+// entries (with linked set when stat is true); visit returns the entries to descend into. Both run concurrently on several folders: they guard what they share. The
 // first error visit returns stops the walk, and is returned. Nothing stays open after it.
-func walkTree(top int, stat bool, before func(walkFolder), visit func(walkFolder, []dirEntry) ([]string, error)) error {
+func walkTree(top int, stat bool, before func(walkFolder), visit func(walkFolder, []dirEntry) ([]dirEntry, error)) error {
 	w := &walker{stat: stat, before: before, visit: visit}
 	w.cond.L = &w.mu
 	w.pending = 1
@@ -86,7 +87,7 @@ func (r *dirRef) release() {
 type walker struct {
 	stat   bool
 	before func(walkFolder)
-	visit  func(walkFolder, []dirEntry) ([]string, error)
+	visit  func(walkFolder, []dirEntry) ([]dirEntry, error)
 
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -153,33 +154,29 @@ func (w *walker) list(it walkItem, buf []byte) ([]walkItem, *dirRef) {
 		w.before(f)
 	}
 	ents, err := listFolder(fd, buf, w.stat)
-	var names []string
+	var subs []dirEntry
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		err = nil // removed since it was opened: nothing in it to see
 	case err != nil:
 		err = fmt.Errorf("list folder %s: %w", it.rel, err)
 	default:
-		names, err = w.visit(f, ents)
+		subs, err = w.visit(f, ents)
 	}
 	if err != nil {
 		w.fail(err)
 	}
-	if err != nil || len(names) == 0 {
+	if err != nil || len(subs) == 0 {
 		unix.Close(fd)
 		return nil, nil
 	}
 	ref := &dirRef{fd: fd}
-	ref.refs.Store(int32(len(names)))
-	subs := make([]walkItem, len(names))
-	for i, name := range names {
-		rel := name
-		if it.rel != "." {
-			rel = it.rel + "/" + name
-		}
-		subs[i] = walkItem{parent: ref, name: name, rel: rel, depth: it.depth + 1}
+	ref.refs.Store(int32(len(subs)))
+	items := make([]walkItem, len(subs))
+	for i, e := range subs {
+		items[i] = walkItem{parent: ref, name: e.name, rel: joinRel(it.rel, e.name), depth: it.depth + 1}
 	}
-	return subs, ref
+	return items, ref
 }
 
 // fail records the walk's first error: the walk stops.
@@ -221,7 +218,7 @@ func listFolder(fd int, buf []byte, stat bool) ([]dirEntry, error) {
 			if name == "." || name == ".." {
 				continue
 			}
-			e := dirEntry{name: name, dir: d.Type == unix.DT_DIR}
+			e := dirEntry{name: name, ino: d.Ino, dir: d.Type == unix.DT_DIR}
 			if d.Type == unix.DT_UNKNOWN || (stat && d.Type == unix.DT_REG) {
 				var st unix.Stat_t
 				switch err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); {

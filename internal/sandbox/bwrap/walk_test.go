@@ -74,15 +74,15 @@ func walkAll(t *testing.T, root string, stat bool) ([]string, error) {
 	defer top.Close() // before the test ends: the tests count what stays open
 	var mu sync.Mutex
 	var got []string
-	err = walkTree(int(top.Fd()), stat, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
-		var descend []string
+	err = walkTree(int(top.Fd()), stat, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) {
+		var descend []dirEntry
 		mu.Lock()
 		defer mu.Unlock()
 		for _, e := range ents {
 			s := joinRel(d.rel, e.name)
 			if e.dir {
 				s += "/"
-				descend = append(descend, e.name)
+				descend = append(descend, e)
 			}
 			if e.linked {
 				s += "="
@@ -156,11 +156,11 @@ func TestWalkTreeFollowsNoSymlink(t *testing.T) {
 	makeTree(t, root, "sym:out="+outside)
 	var mu sync.Mutex
 	var seen []string
-	err := walkTree(openTop(t, root), false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+	err := walkTree(openTop(t, root), false, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, d.rel)
-		return []string{"out"}, nil
+		return []dirEntry{{name: "out"}}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -188,18 +188,14 @@ func TestWalkTreeStops(t *testing.T) {
 		at := fmt.Sprintf("%d/%d", round%30, round%5)
 		var mu sync.Mutex
 		listed := 0
-		err := walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) {
+		err := walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) {
 			mu.Lock()
 			listed++
 			mu.Unlock()
 			if d.rel == at {
 				return nil, stop
 			}
-			var names []string
-			for _, e := range ents {
-				names = append(names, e.name)
-			}
-			return names, nil
+			return ents, nil
 		})
 		if !errors.Is(err, stop) {
 			t.Fatalf("round %d: %v, want the error of %s", round, err, at)
@@ -360,7 +356,7 @@ func TestWalkTreeFailsClosed(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
-	err = walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]string, error) { return nil, nil })
+	err = walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) { return nil, nil })
 	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); rerr != nil {
 		t.Fatal(rerr)
 	}

@@ -63,10 +63,11 @@ type protectWatch struct {
 	// search failed). Otherwise only the folders that could not be watched (past the watch
 	// limit) are searched, each mount's unwatched.
 	blind    bool
-	full     bool // the watch limit was met: the walk under way watches no more folders
-	adding   int  // watches being added (see addWatch)
-	running  int  // commands running
-	commands int  // commands started
+	full     bool             // the watch limit was met: the walk under way watches no more folders
+	adding   int              // watches being added (see addWatch)
+	byID     map[fileID]int32 // the folders watched, by device and inode
+	running  int              // commands running
+	commands int              // commands started
 	closed   bool
 }
 
@@ -77,16 +78,28 @@ type watchedMount struct {
 	protect [][]string      // each protected path's components, lower-cased
 	pre     map[string]bool // protected paths taken for existing, relative to the mount
 	keep    bool            // .keepup is protected: quarantine there, rather than remove
-	// watched maps the folders watched to their watch descriptors; unwatched lists the folders
-	// known not to be (the watch limit), which are searched after each command.
-	watched   map[string]int32
+	// watched maps the folders watched to their watches; unwatched lists the folders known not
+	// to be (the watch limit), which are searched after each command.
+	watched   map[string]watchedAs
 	unwatched map[string]bool
+}
+
+// watchedAs is the watch of a folder, and the folder's inode number: a folder made under the
+// name of one watched and moved away is another inode (as its parent's listing tells), and is
+// searched.
+type watchedAs struct {
+	wd  int32
+	ino uint64
 }
 
 type watchedDir struct {
 	m   *watchedMount
 	rel string
+	id  fileID
 }
+
+// fileID tells a folder: its device and inode numbers.
+type fileID struct{ dev, ino uint64 }
 
 // newProtectWatch watches the read-write mounts of spec that list protected paths. Protected
 // paths that exist already are recorded: the start's binds keep them read-only, and they stay.
@@ -101,7 +114,7 @@ type watchedDir struct {
 // command cut short; or the user, meanwhile), and is moved out (reported with the first
 // command's result).
 func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, baseline string, blind bool) (*protectWatch, error) {
-	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, blind: blind}
+	w := &protectWatch{reg: reg, baseline: baseline, fd: -1, session: spec.SessionID, wds: map[int32]watchedDir{}, byID: map[fileID]int32{}, blind: blind}
 	prior := w.loadBaseline()
 	if !w.blind {
 		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
@@ -123,7 +136,7 @@ func newProtectWatch(ctx context.Context, spec *sandbox.Spec, reg *registry, bas
 			w.close()
 			return nil, fmt.Errorf("watch %s for protected paths: %w", sm.Host, err)
 		}
-		m := &watchedMount{dest: sm.Dest, host: host, root: root, pre: map[string]bool{}, watched: map[string]int32{}, unwatched: map[string]bool{}}
+		m := &watchedMount{dest: sm.Dest, host: host, root: root, pre: map[string]bool{}, watched: map[string]watchedAs{}, unwatched: map[string]bool{}}
 		for _, p := range sm.Protect {
 			if c, err := cleanRel(p); err == nil {
 				m.protect = append(m.protect, strings.Split(strings.ToLower(c), "/"))
@@ -269,10 +282,18 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 			return // nothing is watched: every mount is searched whole
 		}
 		dir := joinRel(rel, d.rel)
+		var st unix.Stat_t
+		if unix.Fstat(d.fd, &st) != nil {
+			return // cannot happen with an open folder
+		}
+		id := fileID{dev: st.Dev, ino: st.Ino}
 		mu.Lock()
+		_, known := w.byID[id]
 		full := w.full
 		mu.Unlock()
-		if !full && w.addWatch(m, dir, d.fd, &mu) == nil {
+		// A folder watched already (moved since) is watched again, under its new name, past the
+		// limit too: that takes no new watch.
+		if (known || !full) && w.addWatch(m, dir, d.fd, id, &mu) == nil {
 			return
 		}
 		// Out of watches (they are counted per user, across every session): this folder is
@@ -282,28 +303,28 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 		m.unwatched[dir] = true
 		mu.Unlock()
 	}
-	return walkTree(int(top.Fd()), false, before, func(d walkFolder, ents []dirEntry) ([]string, error) {
+	return walkTree(int(top.Fd()), false, before, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		dir := joinRel(rel, d.rel)
-		var descend []string
+		var descend []dirEntry
 		mu.Lock()
 		defer mu.Unlock()
-		into := func(name string) {
+		into := func(e dirEntry) {
 			if skipWatched {
-				if _, ok := m.watched[joinRel(dir, name)]; ok {
+				if as, ok := m.watched[joinRel(dir, e.name)]; ok && as.ino != 0 && as.ino == e.ino {
 					return
 				}
 			}
-			descend = append(descend, name)
+			descend = append(descend, e)
 		}
 		for _, e := range ents {
 			// dir is not protected (it would not be walked), so an entry is protected only
 			// where a protected path ends with its name.
 			if !m.mayEnd(e.name) {
 				if e.dir {
-					into(e.name)
+					into(e)
 				}
 				continue
 			}
@@ -316,7 +337,7 @@ func (w *protectWatch) walk(ctx context.Context, m *watchedMount, rel string, re
 					w.quarantine(m, p)
 				}
 			case e.dir:
-				into(e.name)
+				into(e)
 			}
 		}
 		return descend, nil
@@ -358,11 +379,11 @@ func joinRel(dir, name string) string {
 
 // addWatch watches the folder rel of m, open as fd; mu guards w.wds and m's maps. A folder
 // watched already (moved since) gets its new name.
-func (w *protectWatch) addWatch(m *watchedMount, rel string, fd int, mu *sync.Mutex) error {
+func (w *protectWatch) addWatch(m *watchedMount, rel string, fd int, id fileID, mu *sync.Mutex) error {
 	// A place under the bound is taken before the call, so that walkers adding watches at once
-	// do not go past it together.
+	// do not go past it together; a folder watched already takes none.
 	mu.Lock()
-	if len(w.wds)+w.adding >= maxSessionWatches {
+	if _, known := w.byID[id]; !known && len(w.wds)+w.adding >= maxSessionWatches {
 		mu.Unlock()
 		return unix.ENOSPC
 	}
@@ -378,11 +399,12 @@ func (w *protectWatch) addWatch(m *watchedMount, rel string, fd int, mu *sync.Mu
 	if err != nil {
 		return nil // not a folder any more
 	}
-	if old, ok := w.wds[int32(wd)]; ok && old.rel != rel && old.m.watched[old.rel] == int32(wd) {
+	if old, ok := w.wds[int32(wd)]; ok && old.rel != rel && old.m.watched[old.rel].wd == int32(wd) {
 		delete(old.m.watched, old.rel)
 	}
-	w.wds[int32(wd)] = watchedDir{m: m, rel: rel}
-	m.watched[rel] = int32(wd)
+	w.wds[int32(wd)] = watchedDir{m: m, rel: rel, id: id}
+	w.byID[id] = int32(wd)
+	m.watched[rel] = watchedAs{wd: int32(wd), ino: id.ino}
 	delete(m.unwatched, rel)
 	return nil
 }
@@ -486,8 +508,13 @@ func (w *protectWatch) process(move, fresh bool) {
 			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
 				lost = true
 			case ev.Mask&unix.IN_IGNORED != 0:
-				if d, ok := w.wds[ev.Wd]; ok && d.m.watched[d.rel] == ev.Wd {
-					delete(d.m.watched, d.rel)
+				if d, ok := w.wds[ev.Wd]; ok {
+					if d.m.watched[d.rel].wd == ev.Wd {
+						delete(d.m.watched, d.rel)
+					}
+					if w.byID[d.id] == ev.Wd {
+						delete(w.byID, d.id)
+					}
 				}
 				delete(w.wds, ev.Wd)
 			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
