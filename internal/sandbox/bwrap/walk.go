@@ -36,12 +36,13 @@ type walkFolder struct {
 // walkTree lists the folder top (a descriptor the caller keeps open: O_PATH will do) and every
 // folder below it that visit descends into, with walkWorkers goroutines. Each folder is opened
 // from its parent's descriptor with O_NOFOLLOW, one name at a time: a symlink is never
-// followed, and a folder swapped for one is skipped. A folder that cannot be opened (gone
-// meanwhile, unreadable) is skipped.
+// followed, and a folder swapped for one is skipped, as is one gone meanwhile or unreadable
+// (skippable); any other failure to open or list a folder fails the walk.
 //
-// For each folder, before calls before it is listed (nil: nothing), then visit with its
-// entries (with linked set when stat is true); visit returns the entries to descend into. Both run concurrently on several folders: they guard what they share. The
-// first error visit returns stops the walk, and is returned. Nothing stays open after it.
+// For each folder, before is called before it is listed (nil: nothing), then visit with its
+// entries (with linked set when stat is true); visit returns the entries to descend into.
+// Both run concurrently on several folders: they guard what they share. The first error stops
+// the walk, and is returned. Nothing stays open after it.
 func walkTree(top int, stat bool, before func(walkFolder), visit func(walkFolder, []dirEntry) ([]dirEntry, error)) error {
 	w := &walker{stat: stat, before: before, visit: visit}
 	w.cond.L = &w.mu
