@@ -176,9 +176,18 @@ func planGuards(ctx context.Context, host string, protect []string) (*guardPlan,
 				// A hard link into the grant may name a file outside it (or in a read-only
 				// grant): writing through it would reach that file. Read-only, as the file
 				// tools refuse to write such files.
-				if fd, err := unix.Openat(d.fd, ent.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-					rel := path.Join(d.rel, ent.name)
+				// One gone or replaced since it was listed has nothing to guard; any other
+				// failure would leave it writable.
+				rel := path.Join(d.rel, ent.name)
+				fd, err := unix.Openat(d.fd, ent.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				switch {
+				case err == nil:
 					linked = append(linked, linkedFile{rel, os.NewFile(uintptr(fd), filepath.Join(host, rel))})
+				case !skippable(err):
+					for _, l := range linked {
+						l.f.Close()
+					}
+					return nil, fmt.Errorf("open %s: %w", rel, err)
 				}
 				continue
 			}
