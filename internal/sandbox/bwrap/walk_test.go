@@ -323,14 +323,9 @@ func TestPlanGuardsCanceled(t *testing.T) {
 	}
 }
 
-// TestWalkTreeFailsClosed: a folder the walk cannot open for want of descriptors (not because
-// it is gone or unreadable) fails the walk: skipping it would leave unguarded a folder the
-// sandbox can reach.
-func TestWalkTreeFailsClosed(t *testing.T) {
-	// Not parallel: it lowers this process's descriptor limit for a moment.
-	root := t.TempDir()
-	makeTree(t, root, "a/b/")
-	top := openTop(t, root)
+// lowestFreeFD is the descriptor number the next open would get.
+func lowestFreeFD(t *testing.T) int {
+	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
@@ -347,6 +342,18 @@ func TestWalkTreeFailsClosed(t *testing.T) {
 	for open[free] {
 		free++
 	}
+	return free
+}
+
+// TestWalkTreeFailsClosed: a folder the walk cannot open for want of descriptors (not because
+// it is gone or unreadable) fails the walk: skipping it would leave unguarded a folder the
+// sandbox can reach.
+func TestWalkTreeFailsClosed(t *testing.T) {
+	// Not parallel: it lowers this process's descriptor limit for a moment.
+	root := t.TempDir()
+	makeTree(t, root, "a/b/")
+	top := openTop(t, root)
+	free := lowestFreeFD(t)
 	var old unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
 		t.Fatal(err)
@@ -356,11 +363,39 @@ func TestWalkTreeFailsClosed(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
-	err = walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) { return nil, nil })
+	err := walkTree(top, false, nil, func(d walkFolder, ents []dirEntry) ([]dirEntry, error) { return nil, nil })
 	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); rerr != nil {
 		t.Fatal(rerr)
 	}
 	if !errors.Is(err, unix.EMFILE) {
 		t.Errorf("walk without descriptors: %v, want EMFILE", err)
+	}
+}
+
+// TestPlanGuardsFailsClosedOnLinks: a hard-linked file planning cannot open for want of
+// descriptors fails the plan: skipped, it would stay writable in the sandbox.
+func TestPlanGuardsFailsClosedOnLinks(t *testing.T) {
+	// Not parallel: it lowers this process's descriptor limit for a moment.
+	root := t.TempDir()
+	makeTree(t, root, "f", "link:f=g")
+	free := lowestFreeFD(t)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = uint64(free + 2) // the top, and the folder the walk lists: no more
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := planGuards(t.Context(), root, []string{".bashrc"})
+	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		pl.close()
+	}
+	if !errors.Is(err, unix.EMFILE) {
+		t.Errorf("hard-linked files without descriptors: %v, want EMFILE", err)
 	}
 }
