@@ -175,10 +175,9 @@ type sharedSession struct {
 	refs  int
 	timer *time.Timer
 
-	mu  sync.Mutex
-	eg  *sessionEgress
-	sb  sandbox.Session
-	err error
+	mu sync.Mutex
+	eg *sessionEgress
+	sb sandbox.Session
 	// The sandbox is started from spec on first use.
 	backend sandbox.Backend
 	spec    sandbox.Spec
