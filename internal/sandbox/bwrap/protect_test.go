@@ -58,28 +58,7 @@ func TestPlanGuards(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
-			for _, f := range tc.files {
-				if l, ok := strings.CutPrefix(f, "link:"); ok {
-					old, new, _ := strings.Cut(l, "=")
-					if err := os.Link(filepath.Join(root, old), filepath.Join(root, new)); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				p := filepath.Join(root, f)
-				if strings.HasSuffix(f, "/") {
-					if err := os.MkdirAll(p, 0o755); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, nil, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			makeTree(t, root, tc.files...)
 			pl, err := planGuards(t.Context(), root, protect)
 			if err != nil {
 				t.Fatal(err)
