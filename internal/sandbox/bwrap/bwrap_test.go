@@ -25,6 +25,7 @@ import (
 
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
+	"golang.org/x/sys/unix"
 )
 
 type testBundle struct {
@@ -775,42 +776,40 @@ func TestSessionAtTheWalkBound(t *testing.T) {
 // TestProtectWatchClosed: a session's inotify descriptor is closed after the session ends (in
 // the background, see protectWatch.close), so a long-lived keepup does not collect them.
 func TestProtectWatchClosed(t *testing.T) {
-	// Not parallel: it looks at this process's inotify descriptors. Those of sessions that
-	// earlier tests ended may close meanwhile (in the background): the session's is the one
-	// that appears with it.
-	isInotify := func(fd string) bool {
-		l, err := os.Readlink("/proc/self/fd/" + fd)
-		return err == nil && l == "anon_inode:inotify"
+	t.Parallel()
+	tb := setup(t)
+	var st unix.Stat_t
+	if err := unix.Stat(tb.rw, &st); err != nil {
+		t.Fatal(err)
 	}
-	inotifyFDs := func() map[string]bool {
+	// The session's inotify descriptor is the one that watches the granted folder: the kernel
+	// lists each watch's inode and device (in its own encoding) in /proc/self/fdinfo. Descriptor
+	// numbers alone do not tell: one that another session closed may be given to this one.
+	watch := fmt.Sprintf(" ino:%x sdev:%x ", st.Ino, unix.Major(st.Dev)<<20|unix.Minor(st.Dev))
+	watching := func() []string {
 		ents, _ := os.ReadDir("/proc/self/fd")
-		fds := map[string]bool{}
+		var fds []string
 		for _, e := range ents {
-			if isInotify(e.Name()) {
-				fds[e.Name()] = true
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:inotify" {
+				continue
+			}
+			if info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name()); err == nil && strings.Contains(string(info), watch) {
+				fds = append(fds, e.Name())
 			}
 		}
 		return fds
 	}
-	before := inotifyFDs()
-	tb := setup(t)
 	s := tb.start(t)
-	var mine []string
-	for fd := range inotifyFDs() {
-		if !before[fd] {
-			mine = append(mine, fd)
-		}
-	}
-	if len(mine) != 1 {
-		t.Fatalf("%d inotify descriptors appeared with the session, want 1", len(mine))
+	if fds := watching(); len(fds) != 1 {
+		t.Fatalf("inotify descriptors watching the granted folder: %v, want one", fds)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for isInotify(mine[0]) {
+	for fds := watching(); len(fds) > 0; fds = watching() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the session's inotify descriptor (%s) is still open after its end", mine[0])
+			t.Fatalf("inotify descriptor %v still watches the granted folder after the session's end", fds)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
