@@ -27,7 +27,6 @@ const (
 	JavaTrustStore         = "/.keepup/java-truststore.jks"
 	JavaTrustStoreType     = "JKS"
 	JavaTrustStorePassword = "changeit" // only keys the integrity digest; the store is public certificates
-	javaTrustStoreFile     = "java-truststore.jks"
 )
 
 // javaTrustOptions are the system properties that point Java at JavaTrustStore.
@@ -49,13 +48,12 @@ func javaEtc() []string {
 	return names
 }
 
-// writeJavaTrustStore writes to path a JKS trust store of the certificates of the PEM system
-// bundle and ca, in that order: system-1, system-2, ... and keepup-session-ca
-// (keepup-session-ca-2, ... should ca hold more than one). cacheFile keeps the system bundle's
-// certificates for the next process (see systemCertificates); "" for none.
-func writeJavaTrustStore(path string, system, ca []byte, cacheFile string) error {
-	jks := encodeJKS(systemCertificates(system, cacheFile), pemCertificates(ca), time.Now(), JavaTrustStorePassword)
-	return os.WriteFile(path, jks, 0o444)
+// javaTrustStore is a JKS trust store of the certificates of the PEM system bundle and ca, in
+// that order: system-1, system-2, ... and keepup-session-ca (keepup-session-ca-2, ... should
+// ca hold more than one). cacheFile keeps the system bundle's certificates for the next
+// process (see systemCertificates); "" for none.
+func javaTrustStore(system, ca []byte, cacheFile string) []byte {
+	return encodeJKS(systemCertificates(system, cacheFile), pemCertificates(ca), time.Now(), JavaTrustStorePassword)
 }
 
 // systemDERs caches the certificates of the last system bundle seen: decoding its PEM is most

@@ -135,12 +135,15 @@ func testCA(t testing.TB) []byte {
 }
 
 // writeStores writes a session's CA bundle and Java trust store with a fresh CA into a
-// temporary state folder; it returns the folder and the CA.
+// temporary folder (ca-bundle.pem, java-truststore.jks); it returns the folder and the CA.
 func writeStores(t testing.TB) (dir string, ca []byte) {
 	t.Helper()
 	dir, ca = t.TempDir(), testCA(t)
-	if _, _, err := writeCABundle(dir, ca, ""); err != nil {
-		t.Fatal(err)
+	bundle, jks, _ := caStores(ca, "")
+	for name, data := range map[string][]byte{"ca-bundle.pem": bundle, "java-truststore.jks": jks} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o444); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir, ca
 }
@@ -154,12 +157,9 @@ func TestJavaTrustStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := os.ReadFile(filepath.Join(dir, javaTrustStoreFile))
+	store, err := os.ReadFile(filepath.Join(dir, "java-truststore.jks"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if fi, err := os.Stat(filepath.Join(dir, javaTrustStoreFile)); err != nil || fi.Mode().Perm() != 0o444 {
-		t.Errorf("trust store mode: %v %v", fi.Mode(), err)
 	}
 	entries, err := readJKS(store, JavaTrustStorePassword)
 	if err != nil {
@@ -371,7 +371,7 @@ func TestJavaTrustStoreKeytool(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := len(pemCerts(bundle))
-	store := filepath.Join(dir, javaTrustStoreFile)
+	store := filepath.Join(dir, "java-truststore.jks")
 	countRE := regexp.MustCompile(`Your keystore contains (\d+) entr`)
 	for _, kt := range tools {
 		t.Run(kt, func(t *testing.T) {
@@ -404,17 +404,12 @@ func TestJavaTrustStoreKeytool(t *testing.T) {
 	}
 }
 
-// BenchmarkWriteCABundle writes a session's CA bundle and Java trust store from this machine's
+// BenchmarkCAStores makes a session's CA bundle and Java trust store from this machine's
 // system bundle: the per-session cost of both.
-func BenchmarkWriteCABundle(b *testing.B) {
-	dir, ca := b.TempDir(), testCA(b)
+func BenchmarkCAStores(b *testing.B) {
+	ca := testCA(b)
 	for b.Loop() {
-		for _, f := range []string{"ca-bundle.pem", javaTrustStoreFile} {
-			os.Remove(filepath.Join(dir, f))
-		}
-		if _, _, err := writeCABundle(dir, ca, ""); err != nil {
-			b.Fatal(err)
-		}
+		caStores(ca, "")
 	}
 }
 

@@ -234,16 +234,16 @@ func (b *Backend) buildLayout(ctx context.Context, spec *sandbox.Spec, stateDir 
 	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
 	a("--ro-bind", b.cfg.Exe, ExePath)
 	if spec.Network.Enabled() {
-		bundle, system, err := writeCABundle(stateDir, spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
-		if err != nil {
-			return l, fmt.Errorf("bwrap: CA bundle: %w", err)
-		}
-		for _, c := range [][2]string{{bundle, CABundle}, {filepath.Join(stateDir, javaTrustStoreFile), JavaTrustStore}} {
-			f, err := os.Open(c[0])
+		bundle, jks, system := caStores(spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
+		for _, c := range []struct {
+			name, dest string
+			data       []byte
+		}{{"keepup-ca-bundle", CABundle, bundle}, {"keepup-java-truststore", JavaTrustStore, jks}} {
+			f, err := sealedFile(c.name, c.data)
 			if err != nil {
-				return l, fmt.Errorf("bwrap: %w", err)
+				return l, fmt.Errorf("bwrap: %s: %w", c.dest, err)
 			}
-			b.copyIn(l, f, c[1])
+			b.copyIn(l, f, c.dest)
 		}
 		if spec.Network.ProxyToken != "" {
 			f, err := sealedFile("keepup-java-agent", javaProxyAgentJar())
@@ -258,7 +258,15 @@ func (b *Backend) buildLayout(ctx context.Context, spec *sandbox.Spec, stateDir 
 			top := strings.SplitN(strings.TrimPrefix(system, "/etc/"), "/", 2)[0]
 			if slices.Contains(etcFiles, top) {
 				if _, err := os.Stat(system); err == nil {
-					a("--ro-bind", bundle, system)
+					// A copy of its own: bwrap reads each descriptor to its end.
+					f, err := sealedFile("keepup-ca-bundle", bundle)
+					if err != nil {
+						return l, fmt.Errorf("bwrap: %s: %w", system, err)
+					}
+					if b.feat.perms {
+						a("--perms", "0444")
+					}
+					a("--ro-bind-data", l.addFile(f), system)
 				}
 			}
 		}

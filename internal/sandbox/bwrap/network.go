@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/keepup/keepup/internal/sandbox"
@@ -70,11 +69,13 @@ func proxyEnv(n *sandbox.Network) map[string]string {
 	return env
 }
 
-// writeCABundle writes the session's trust stores into the state folder: the PEM bundle,
-// whose path it returns with the system bundle it extends ("" when none was found, or it is
-// not a plain file), and the same certificates for Java (javaTrustStoreFile). cacheFile is
-// writeJavaTrustStore's.
-func writeCABundle(stateDir string, ca []byte, cacheFile string) (bundle, system string, err error) {
+// caStores returns the session's trust stores: the PEM bundle, the system's (the first of
+// systemBundles found) followed by ca, and the same certificates for Java (a JKS store, see
+// javaTrustStore); and the system bundle's path when it is a plain file ("" when none was
+// found, or it is a link). cacheFile is javaTrustStore's. They go into the sandbox from memory
+// files, never through the state folder: one session's stores written and removed on disk
+// cost its start and its end some 380 KB of writes each.
+func caStores(ca []byte, cacheFile string) (bundle, jks []byte, system string) {
 	var b []byte
 	for _, p := range systemBundles {
 		fi, err := os.Lstat(p)
@@ -91,18 +92,11 @@ func writeCABundle(stateDir string, ca []byte, cacheFile string) (bundle, system
 		}
 		break
 	}
-	if err := writeJavaTrustStore(filepath.Join(stateDir, javaTrustStoreFile), b, ca, cacheFile); err != nil {
-		return "", "", err
-	}
+	jks = javaTrustStore(b, ca, cacheFile)
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		b = append(b, '\n')
 	}
-	b = append(b, ca...)
-	bundle = filepath.Join(stateDir, "ca-bundle.pem")
-	if err := os.WriteFile(bundle, b, 0o444); err != nil {
-		return "", "", err
-	}
-	return bundle, system, nil
+	return append(b, ca...), jks, system
 }
 
 // serveProxy takes the listening socket the helper made on ProxyAddr in the sandbox's network

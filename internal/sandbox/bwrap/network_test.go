@@ -209,6 +209,15 @@ func TestEgressBridge(t *testing.T) {
 	if p, _ := pem.Decode(f.proxy.CAPEM()); p == nil {
 		t.Errorf("CAPEM is not PEM")
 	}
+	// Where the host's bundle is a plain file at a usual path, that path shows the session's
+	// bundle too; neither can be written.
+	const system = "/etc/ssl/certs/ca-certificates.crt"
+	if fi, err := os.Lstat(system); err == nil && fi.Mode().IsRegular() {
+		script := "cmp " + bwrap.CABundle + " " + system + " && ! (: >>" + system + ") 2>/dev/null && ! (: >>" + bwrap.CABundle + ") 2>/dev/null && echo SAME"
+		if got := mustSh(t, s, script); got != "SAME\n" {
+			t.Errorf("%s inside is not the session's bundle, read-only: %q", system, got)
+		}
+	}
 }
 
 // TestEgressBridgeWithoutProxy: a session without a proxy has no listener at the proxy
