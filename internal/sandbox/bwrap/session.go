@@ -571,12 +571,36 @@ func (s *Session) Close() error {
 }
 
 // teardown stops bwrap and removes everything the session made on the host.
+//
+// With no command running (none can start: the session is closed, or never started), all
+// that is left in the sandbox is keepup's helper and its idle stubs, which touch nothing of
+// the host: the placeholders and the state folder are then removed while bwrap exits, which
+// takes milliseconds (every process in the sandbox must be gone). With a command running (its
+// reply not in, or its watch not ended), they go once bwrap has exited: the watch first
+// searches what the command made before it was killed (the quarantine is in a placeholder).
 func (s *Session) teardown() error {
-	var errs []error
+	s.mu.Lock()
+	idle := len(s.pending) == 0
+	s.mu.Unlock()
+	idle = idle && !s.watch.busy()
 	if s.conn != nil {
 		s.conn.Close()
 	}
 	s.stopNetwork()
+	// The placeholders and the state folder are independent: removed side by side.
+	var relErr, stateErr error
+	var wg sync.WaitGroup
+	cleanUp := func() {
+		s.watch.close()
+		wg.Go(func() { relErr = s.b.reg.release(s.held) })
+		if s.state != nil {
+			wg.Go(func() { stateErr = s.state.remove() })
+		}
+	}
+	if idle {
+		cleanUp()
+	}
+	var errs []error
 	if s.cmd != nil && s.cmd.Process != nil {
 		select {
 		case <-s.exited:
@@ -595,20 +619,11 @@ func (s *Session) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	s.watch.close()
-	// The placeholders and the state folder are independent: removed side by side.
-	var relErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { relErr = s.b.reg.release(s.held) })
-	if s.state != nil {
-		if err := s.state.remove(); err != nil {
-			errs = append(errs, err)
-		}
+	if !idle {
+		cleanUp()
 	}
 	wg.Wait()
-	if relErr != nil {
-		errs = append(errs, relErr)
-	}
+	errs = append(errs, stateErr, relErr)
 	s.b.mu.Lock()
 	delete(s.b.sessions, s.spec.SessionID)
 	s.b.mu.Unlock()

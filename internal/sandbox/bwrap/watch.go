@@ -464,6 +464,16 @@ func (w *protectWatch) begin() {
 	w.commands++
 }
 
+// busy reports whether a command's watch has begun and not ended.
+func (w *protectWatch) busy() bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running > 0
+}
+
 func (w *protectWatch) preCount() int {
 	n := 0
 	for _, m := range w.mounts {
