@@ -137,6 +137,7 @@ type Proxy struct {
 	audit   func(Entry)
 	ca      *ca
 	tr      *http.Transport
+	up      upstreams // see predial.go
 	connSeq atomic.Uint64
 
 	mu        sync.Mutex
@@ -160,6 +161,7 @@ func New(cfg Config) (*Proxy, error) {
 		creds:     map[string]*credential{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+		up:        upstreams{live: map[string]int{}, busy: map[string]int{}, ahead: map[string]*predial{}},
 	}
 	if p.maxBody < 0 {
 		return nil, fmt.Errorf("egress: MaxBodyBytes %d is negative", p.maxBody)
@@ -207,6 +209,9 @@ func New(cfg Config) (*Proxy, error) {
 	p.tr = &http.Transport{
 		Proxy:       nil, // never chain to the host's proxy settings
 		DialContext: p.transportDial,
+		// HTTPS: the TLS handshake is dialTLS's, with this TLSClientConfig, so that it can be
+		// made ahead of a request (predial).
+		DialTLSContext: p.transportDialTLS,
 		TLSClientConfig: &tls.Config{
 			RootCAs:    cfg.UpstreamRootCAs,
 			MinVersion: tls.VersionTLS12,
@@ -285,6 +290,7 @@ func (p *Proxy) Close() error {
 	}
 	p.mu.Unlock()
 	p.tr.CloseIdleConnections()
+	p.closeAhead()
 	return nil
 }
 

@@ -240,6 +240,8 @@ func (p *Proxy) terminate(c net.Conn, d *connDecision, id uint64) {
 	if err != nil {
 		return
 	}
+	// The upstream's handshakes, side by side with the client's (see predial.go).
+	p.predial(d)
 	tc := tls.Server(c, cfg)
 	defer tc.Close()
 	tc.SetDeadline(time.Now().Add(15 * time.Second))
@@ -402,6 +404,12 @@ func (p *Proxy) exchange(w net.Conn, req *http.Request, d *connDecision, id uint
 		e.Addr = ci.Conn.RemoteAddr().String()
 	}})
 	out = out.WithContext(ctx)
+	if scheme == "https" {
+		// Its upstream connection is busy until the response's end (this function's).
+		key := upstreamKey(d)
+		p.up.begin(key)
+		defer p.up.end(key)
+	}
 	resp, err := p.tr.RoundTrip(out)
 	if body != nil {
 		e.BytesUp = body.n
