@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -129,8 +129,14 @@ const maxFDs = 8
 
 // Conn is one end of the control socket: length-prefixed JSON messages, some carrying file
 // descriptors. Sends are safe for concurrent use; receives are not.
+//
+// It works on the socket through an os.File in the runtime's poller (as package net would),
+// not a net.UnixConn: package inside does not import net, whose initialization, with that of
+// the packages initialized before it, delayed this package's early init() (early.go) by some
+// 2 ms in every helper, exec stub and guard stage started.
 type Conn struct {
-	c  *net.UnixConn
+	f  *os.File
+	rc syscall.RawConn
 	wm sync.Mutex
 
 	buf    []byte // received bytes not yet parsed
@@ -147,27 +153,38 @@ type Conn struct {
 // NewConn wraps f, a connected AF_UNIX stream socket. f is not used afterwards and may be
 // closed by the caller.
 func NewConn(f *os.File) (*Conn, error) {
-	nc, err := net.FileConn(f)
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		nc.Close()
+	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
+		unix.Close(fd)
+		return nil, fmt.Errorf("control socket: %s is not a stream socket (%v)", f.Name(), err)
+	}
+	if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_UNIX {
+		unix.Close(fd)
 		return nil, errors.New("control socket: not a unix socket")
 	}
-	return &Conn{c: uc}, nil
+	// Non-blocking, so that os.NewFile puts it in the runtime's poller: a Recv waiting on it
+	// parks its goroutine, and Close wakes it.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	nf := os.NewFile(uintptr(fd), "control")
+	rc, err := nf.SyscallConn()
+	if err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &Conn{f: nf, rc: rc}, nil
 }
 
 // PassCred asks the kernel to deliver senders' credentials (SO_PASSCRED), so that PeerPID
 // tells a message sent with SendCred's pid as this process sees it.
 func (c *Conn) PassCred() error {
-	rc, err := c.c.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) {
+	if err := c.rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
 	}); err != nil {
 		return err
@@ -212,12 +229,19 @@ func (c *Conn) send(v any, oob []byte) error {
 	defer c.wm.Unlock()
 	// A stream socket may take part of a large message; the descriptors travel with the first
 	// byte, the rest follows in order because sends are serialized.
-	n, _, err := c.c.WriteMsgUnix(msg, oob, nil)
-	if err != nil {
+	var n int
+	var serr error
+	if err := c.rc.Write(func(fd uintptr) bool {
+		n, serr = unix.SendmsgN(int(fd), msg, oob, nil, unix.MSG_NOSIGNAL)
+		return serr != unix.EAGAIN
+	}); err != nil {
 		return err
 	}
+	if serr != nil {
+		return serr
+	}
 	if n < len(msg) {
-		_, err = c.c.Write(msg[n:])
+		_, err = c.f.Write(msg[n:])
 	}
 	return err
 }
@@ -268,7 +292,14 @@ func (c *Conn) fill() error {
 		c.oob = make([]byte, unix.CmsgSpace(4*maxFDs)+unix.CmsgSpace(unix.SizeofUcred))
 	}
 	b, oob := c.rbuf, c.oob
-	n, oobn, flags, _, err := c.c.ReadMsgUnix(b, oob)
+	var n, oobn, flags int
+	var err error
+	if rerr := c.rc.Read(func(fd uintptr) bool {
+		n, oobn, flags, _, err = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
+		return err != unix.EAGAIN
+	}); rerr != nil {
+		return rerr
+	}
 	if oobn > 0 {
 		cms, perr := unix.ParseSocketControlMessage(oob[:oobn])
 		if perr != nil {
@@ -314,7 +345,7 @@ func (c *Conn) Close() error {
 	c.fds = nil
 	c.closed = true
 	c.fm.Unlock()
-	return c.c.Close()
+	return c.f.Close()
 }
 
 func closeFDs(fds []int) {
@@ -324,7 +355,13 @@ func closeFDs(fds []int) {
 }
 
 // CloseWrite shuts down the sending half, so the peer reads end of file.
-func (c *Conn) CloseWrite() error { return c.c.CloseWrite() }
+func (c *Conn) CloseWrite() error {
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
+}
 
 // RequestFDs is the fdCount function for a Request.
 func RequestFDs(v any) int { return v.(*Request).FDs }

@@ -124,3 +124,20 @@ func TestLookPath(t *testing.T) {
 		t.Errorf("missing command: %v, want errNotFound", err)
 	}
 }
+
+func TestParseIPv4Port(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:3128": "127.0.0.1:3128", "0.0.0.0:0": "0.0.0.0:0", "10.1.2.255:65535": "10.1.2.255:65535",
+		"127.0.0.1": "", "127.0.0:80": "", "127.0.0.256:80": "", "127.0.0.1:65536": "", "[::1]:80": "",
+		"127.0.0.01:80": "", "a.b.c.d:80": "", "127.0.0.1:": "", ":80": "", "127.0.0.1:-1": "",
+	} {
+		sa, ok := parseIPv4Port(in)
+		got := ""
+		if ok {
+			got = fmt.Sprintf("%d.%d.%d.%d:%d", sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3], sa.Port)
+		}
+		if got != want {
+			t.Errorf("parseIPv4Port(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
