@@ -29,10 +29,10 @@ type credential struct {
 
 func compileCredential(c Credential) (*credential, error) {
 	if c.Header == "" || !isToken(c.Header) {
-		return nil, errors.New("Header must be an HTTP header name")
+		return nil, errors.New("the header must be an HTTP header name")
 	}
 	if c.Value == "" || strings.ContainsAny(c.Value, "\r\n") {
-		return nil, errors.New("Value must be non-empty and on one line")
+		return nil, errors.New("the value must be non-empty and on one line")
 	}
 	cc := &credential{header: http.CanonicalHeaderKey(c.Header), value: c.Value, own: map[string]bool{c.Value: true}}
 	if scheme, rest, ok := strings.Cut(c.Value, " "); ok && isToken(scheme) {

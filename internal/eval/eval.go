@@ -352,19 +352,18 @@ func runCase(ctx context.Context, c *Case, run Runner, ca *certAuthority, o Opti
 
 // observed is what the events say about one call.
 type observed struct {
-	tool       string
-	requested  bool
-	asked      bool
-	askRule    string
-	decided    bool
-	decision   string
-	rule       string
-	by         string // policy.decision "by"
-	guardRule  string // the guard's rule when it fired
-	guardDec   string // and its decision
-	status     string // tool.result status
-	content    string
-	proxyRefus string
+	tool      string
+	requested bool
+	asked     bool
+	askRule   string
+	decided   bool
+	decision  string
+	rule      string
+	by        string // policy.decision "by"
+	guardRule string // the guard's rule when it fired
+	guardDec  string // and its decision
+	status    string // tool.result status
+	content   string
 }
 
 func collect(evs []event.Event) (map[string]*observed, int, int) {

@@ -111,12 +111,11 @@ func (rt *testRuntime) Open(ctx context.Context, t *task.Task) (agent.Config, fu
 }
 
 type testBundle struct {
-	dir   string // a granted folder
-	home  string
-	db    *sqlite.DB
-	q     *Queue
-	cfg   Config
-	clock *fakeClock
+	dir  string // a granted folder
+	home string
+	db   *sqlite.DB
+	q    *Queue
+	cfg  Config
 }
 
 type fakeClock struct {

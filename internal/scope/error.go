@@ -87,8 +87,3 @@ func describe(err error) string {
 		return err.Error()
 	}
 }
-
-// isEscape reports whether err is os.Root refusing a path that leaves the root.
-func isEscape(err error) bool {
-	return err != nil && strings.Contains(err.Error(), errEscapes)
-}

@@ -118,7 +118,7 @@ func TestEditFile(t *testing.T) {
 	}
 	// Ambiguity: refused with the lines, then replace_all.
 	writeFile(t, filepath.Join(b.docs, "dup.txt"), "x = 1\ny = 2\nx = 1\nx = 1\n")
-	res = runFails(t, b.mustPrepare(t, "edit_file", `{"path": "dup.txt", "old": "x = 1", "new": "x = 3"}`), "old text occurs 3 times in "+root+"/docs/dup.txt (at lines 1, 3, 4); include more surrounding text to make it unique, or set replace_all")
+	runFails(t, b.mustPrepare(t, "edit_file", `{"path": "dup.txt", "old": "x = 1", "new": "x = 3"}`), "old text occurs 3 times in "+root+"/docs/dup.txt (at lines 1, 3, 4); include more surrounding text to make it unique, or set replace_all")
 	if readHost(t, filepath.Join(b.docs, "dup.txt")) != "x = 1\ny = 2\nx = 1\nx = 1\n" {
 		t.Fatal("ambiguous edit applied")
 	}
