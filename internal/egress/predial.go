@@ -24,8 +24,11 @@ import (
 // the client's goes on it before a request of the client's is allowed.
 
 // predialTTL is how long a connection made ahead waits for a request to take it (a variable
-// for tests).
-var predialTTL = 5 * time.Second
+// for tests). A client sends its first request milliseconds after its tunnel opens; one that
+// waits longer gets a new connection, since an upstream may close a connection that carries
+// no request after some seconds, and the Transport does not retry a request on a new
+// connection that fails.
+var predialTTL = time.Second
 
 // upstreams counts, per upstream address (host:port as the Transport dials it), the TLS
 // connections open and the requests in flight, whose difference is the idle connections the
