@@ -232,8 +232,12 @@ func (c *Conn) send(v any, oob []byte) error {
 	var n int
 	var serr error
 	if err := c.rc.Write(func(fd uintptr) bool {
-		n, serr = unix.SendmsgN(int(fd), msg, oob, nil, unix.MSG_NOSIGNAL)
-		return serr != unix.EAGAIN
+		for {
+			n, serr = unix.SendmsgN(int(fd), msg, oob, nil, unix.MSG_NOSIGNAL)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
 	}); err != nil {
 		return err
 	}
@@ -295,8 +299,12 @@ func (c *Conn) fill() error {
 	var n, oobn, flags int
 	var err error
 	if rerr := c.rc.Read(func(fd uintptr) bool {
-		n, oobn, flags, _, err = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
-		return err != unix.EAGAIN
+		for {
+			n, oobn, flags, _, err = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
+			if err != unix.EINTR {
+				return err != unix.EAGAIN
+			}
+		}
 	}); rerr != nil {
 		return rerr
 	}
