@@ -127,18 +127,19 @@ var ErrClosed = errors.New("egress: proxy closed")
 
 // Proxy is one session's egress proxy.
 type Proxy struct {
-	rules   []*rule
-	creds   map[string]*credential
-	token   string
-	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
-	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
-	maxBody int64
-	maxConn int
-	audit   func(Entry)
-	ca      *ca
-	tr      *http.Transport
-	up      upstreams // see predial.go
-	connSeq atomic.Uint64
+	rules      []*rule
+	creds      map[string]*credential
+	token      string
+	resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxBody    int64
+	maxConn    int
+	audit      func(Entry)
+	ca         *ca
+	tr         *http.Transport
+	up         upstreams // see predial.go
+	predialTTL time.Duration
+	connSeq    atomic.Uint64
 
 	mu        sync.Mutex
 	closed    bool
@@ -152,16 +153,17 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("egress: Config.Token is empty; every session needs a token")
 	}
 	p := &Proxy{
-		token:     cfg.Token,
-		resolve:   cfg.Resolve,
-		dial:      cfg.Dial,
-		maxBody:   cfg.MaxBodyBytes,
-		maxConn:   cfg.MaxConns,
-		audit:     cfg.Audit,
-		creds:     map[string]*credential{},
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[net.Conn]struct{}{},
-		up:        upstreams{live: map[string]int{}, busy: map[string]int{}, ahead: map[string]*predial{}},
+		token:      cfg.Token,
+		resolve:    cfg.Resolve,
+		dial:       cfg.Dial,
+		maxBody:    cfg.MaxBodyBytes,
+		maxConn:    cfg.MaxConns,
+		audit:      cfg.Audit,
+		creds:      map[string]*credential{},
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[net.Conn]struct{}{},
+		predialTTL: predialTTL,
+		up:         upstreams{live: map[string]int{}, busy: map[string]int{}, ahead: map[string]*predial{}},
 	}
 	if p.maxBody < 0 {
 		return nil, fmt.Errorf("egress: MaxBodyBytes %d is negative", p.maxBody)

@@ -23,12 +23,12 @@ import (
 // away) costs the upstream that connection, to an allowed host, and nothing else: no byte of
 // the client's goes on it before a request of the client's is allowed.
 
-// predialTTL is how long a connection made ahead waits for a request to take it (a variable
-// for tests). A client sends its first request milliseconds after its tunnel opens; one that
+// predialTTL is how long a connection made ahead waits for a request to take it
+// (Proxy.predialTTL, which tests change). A client sends its first request milliseconds after its tunnel opens; one that
 // waits longer gets a new connection, since an upstream may close a connection that carries
 // no request after some seconds, and the Transport does not retry a request on a new
 // connection that fails.
-var predialTTL = time.Second
+const predialTTL = time.Second
 
 // upstreams counts, per upstream address (host:port as the Transport dials it), the TLS
 // connections open and the requests in flight, whose difference is the idle connections the
@@ -74,7 +74,7 @@ func (p *Proxy) predial(d *connDecision) {
 			p.dropAhead(key, pd)
 			return
 		}
-		time.AfterFunc(predialTTL, func() { p.dropAhead(key, pd) })
+		time.AfterFunc(p.predialTTL, func() { p.dropAhead(key, pd) })
 	}()
 }
 

@@ -109,10 +109,9 @@ func TestPredial(t *testing.T) {
 // TestPredialNotTaken: an upstream connection made ahead for a tunnel whose request the rules
 // refuse is closed after predialTTL; one still being made when the proxy closes is closed too.
 func TestPredialNotTaken(t *testing.T) {
-	old := predialTTL
-	predialTTL = 100 * time.Millisecond
-	t.Cleanup(func() { predialTTL = old })
+	t.Parallel()
 	e := newEnv(t, Config{Rules: []Rule{{Host: "api.test", PathPrefixes: []string{"/ok/"}}}})
+	e.p.predialTTL = 100 * time.Millisecond // before any connection
 	c := openTunnel(t, e, "api.test")
 	waitFor(t, "no connection made ahead", func() bool { return e.p.liveUpstreams("api.test:443") == 1 })
 	if st := getOver(t, e, c, "api.test", "/refused"); st != http.StatusForbidden {
@@ -120,7 +119,7 @@ func TestPredialNotTaken(t *testing.T) {
 	}
 	waitFor(t, "the connection made ahead is still open", func() bool { return e.p.liveUpstreams("api.test:443") == 0 })
 
-	predialTTL = time.Hour
+	e.p.predialTTL = time.Hour // the first tunnel's connection is closed: nothing reads it now
 	openTunnel(t, e, "api.test")
 	waitFor(t, "no connection made ahead", func() bool { return e.p.liveUpstreams("api.test:443") == 1 })
 	e.p.Close()
