@@ -23,11 +23,11 @@ import (
 // away) costs the upstream that connection, to an allowed host, and nothing else: no byte of
 // the client's goes on it before a request of the client's is allowed.
 
-// predialTTL is how long a connection made ahead waits for a request to take it
-// (Proxy.predialTTL, which tests change). A client sends its first request milliseconds after its tunnel opens; one that
-// waits longer gets a new connection, since an upstream may close a connection that carries
-// no request after some seconds, and the Transport does not retry a request on a new
-// connection that fails.
+// predialTTL is how long a connection made ahead waits for a request to take it (the default
+// of Proxy.predialTTL, which tests change). A client sends its first request milliseconds
+// after its tunnel opens; one that waits longer gets a new connection, since an upstream may
+// close a connection that carries no request after some seconds, and the Transport does not
+// retry a request on a new connection that fails.
 const predialTTL = time.Second
 
 // upstreams counts, per upstream address (host:port as the Transport dials it), the TLS
