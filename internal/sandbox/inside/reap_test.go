@@ -35,6 +35,10 @@ func TestSubreaperSweep(t *testing.T) {
 	n := 230000 + self%10000
 	stubSleep, orphanSleep, quickSleep := strconv.Itoa(n), strconv.Itoa(n+1), "0.5"
 	s := &stubSet{}
+	// Last: what the stubs' commands left running (the first stub's sleep) was reparented to
+	// this process when the stubs were killed, and dies with the sweep; else it would outlive
+	// the test by days.
+	t.Cleanup(s.sweep)
 	stub := func(script string) *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command("/bin/sh", "-c", script)
