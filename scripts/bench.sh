@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Runs keepup's benchmarks and writes docs/benchmarks.md with the machine and the date.
+# Runs keepup's benchmarks and writes docs/benchmarks.md with the machine and the date. The
+# benchmarks' output is kept in bench.out (for another look, or to write the page again from it
+# with --from FILE, without running anything: on a noisy machine, to choose a run whose
+# baselines show it was quiet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
+if [ "${1:-}" = "--from" ]; then
+  [ -f "${2:-}" ] || { echo "bench.sh: --from: no file ${2:-} (want a bench.out of an earlier run)" >&2; exit 2; }
+  out=$2
+else
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'cp "$out" bench.out; rm -f "$out"' EXIT
 
 go test -run '^$' -bench 'BenchmarkTurnOverhead' -benchtime 2000x -count 5 ./internal/agent/ | tee -a "$out"
 go test -run '^$' -bench 'BenchmarkVerify' -benchtime 3x -count 3 ./internal/store/sqlite/ | tee -a "$out"
@@ -23,6 +30,7 @@ if [ -d /dev/shm ]; then
   TMPDIR=/dev/shm go test -run '^$' -bench 'BenchmarkEnqueue' -benchtime 4000x -count 3 ./internal/queue/ | sed 's/^BenchmarkEnqueue/BenchmarkEnqueueTmpfs/' | tee -a "$out"
 fi
 go test -run '^$' -bench 'BenchmarkDaemon' -benchtime 1x -count 3 -timeout 30m ./e2e/ | tee -a "$out"
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 turn_ns=$(awk '/^BenchmarkTurnOverhead/ {print $3}' "$out" | median)
