@@ -47,8 +47,9 @@ type predial struct {
 	err  error
 }
 
-// upstreamKey is the address the Transport dials for d's requests: the host without brackets
-// and the port, always given.
+// upstreamKey is the address the Transport dials for d's requests: host:port as
+// net.JoinHostPort writes it (an IPv6 host in brackets), the port always given. Host names are
+// lower-case ASCII already (canonicalHost), which the Transport's IDNA step leaves alone.
 func upstreamKey(d *connDecision) string {
 	return net.JoinHostPort(d.host.String(), strconv.Itoa(d.port))
 }
