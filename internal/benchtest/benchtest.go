@@ -19,6 +19,13 @@ func Latency(b *testing.B, fn func()) {
 		ds = append(ds, time.Since(start))
 	}
 	b.StopTimer()
+	Report(b, ds)
+}
+
+// Report reports the median and the 95th percentile of ds, in milliseconds, as Latency does:
+// for benchmarks that time only part of each iteration.
+func Report(b *testing.B, ds []time.Duration) {
+	b.Helper()
 	slices.Sort(ds)
 	p := func(q float64) float64 { return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000 }
 	b.ReportMetric(p(0.50), "p50-ms")

@@ -85,7 +85,17 @@ func serveStub(conn *Conn) int {
 	// The session's process limit counts threads, and a command may use all of it (a fork
 	// bomb): start the threads this stub will need to wait, time out and report now, while
 	// they can still be had, so that it never dies for want of one.
+	// Go checks once, at a process's first start of another, that pidfds work, and that check
+	// starts a process of its own: made here, beside the threads' start and before any command,
+	// it is off the first command's path.
+	var pidfdCheck sync.WaitGroup
+	pidfdCheck.Go(func() {
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Release()
+		}
+	})
 	reserveThreads(stubReserve)
+	pidfdCheck.Wait()
 	// A SIGTERM (which only a command can send it) kills the running command, as a kill
 	// request does; it never ends the stub and leaves the command's processes to no reaper.
 	signal.Notify(st.term, syscall.SIGTERM)
