@@ -9,7 +9,7 @@ import (
 // TestEarlyDeps: this package imports neither net nor net/netip, directly or not. Go
 // initializes a package once its imports are, picking among the ready ones by import path, so
 // importing net (initialized late, after much of keepup) delayed early.go's init, and with it
-// the start of every helper, exec stub and guard stage, by some 2 ms.
+// the start of every helper, exec stub and guard stage, by about half a millisecond.
 func TestEarlyDeps(t *testing.T) {
 	t.Parallel()
 	goTool, err := exec.LookPath("go")

@@ -132,8 +132,9 @@ const maxFDs = 8
 //
 // It works on the socket through an os.File in the runtime's poller (as package net would),
 // not a net.UnixConn: package inside does not import net, whose initialization, with that of
-// the packages initialized before it, delayed this package's early init() (early.go) by some
-// 2 ms in every helper, exec stub and guard stage started.
+// the packages initialized before it, delayed this package's early init() (early.go) by about
+// half a millisecond in every helper, exec stub and guard stage started (4.9 ms to reach it
+// against 4.4, process start included, fresh builds of both).
 type Conn struct {
 	f  *os.File
 	rc syscall.RawConn
