@@ -84,17 +84,8 @@ func serveStub(conn *Conn) int {
 		term: make(chan os.Signal, 1)}
 	// The session's process limit counts threads, and a command may use all of it (a fork
 	// bomb): start the threads this stub will need to wait, time out and report now, while
-	// they can still be had, so that it never dies for want of one. Beside them, Go's one-time
-	// check that pidfds work, which starts a process of its own: made here, before any command,
-	// it is off the first command's path (it comes with a process's first start of another).
-	var pidfdCheck sync.WaitGroup
-	pidfdCheck.Go(func() {
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			p.Release()
-		}
-	})
+	// they can still be had, so that it never dies for want of one.
 	reserveThreads(stubReserve)
-	pidfdCheck.Wait()
 	// A SIGTERM (which only a command can send it) kills the running command, as a kill
 	// request does; it never ends the stub and leaves the command's processes to no reaper.
 	signal.Notify(st.term, syscall.SIGTERM)

@@ -81,13 +81,6 @@ type job struct {
 }
 
 func helperMain(args []string) error {
-	// Go's one-time pidfd check (which starts a process) comes with the first stub's start, on
-	// the first command's path: begun now, beside the setup below, it is mostly done by then.
-	go func() {
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			p.Release()
-		}
-	}()
 	// Whatever bwrap passed on besides the control socket must not reach the commands.
 	cloexecFrom(ControlFD + 1)
 	// Commands run as the same uid; without this they could ptrace the helper or read its
