@@ -40,9 +40,10 @@ func BenchmarkSandboxLatency(b *testing.B) {
 		}
 	}
 	b.Run("cold-sandbox-exec", cold(home, grant))
-	// The same with keepup's home and the grant on tmpfs: each run makes and removes some 30
-	// files (the placeholders of two read-write folders and their registry entries), and ext4
-	// makes a file slower the more were removed near it lately, which a loop of runs measures.
+	// The same with keepup's home and the grant on tmpfs: each run makes and removes some 57
+	// files (the 26 placeholders of two read-write folders, their registry entries, the state
+	// and outputs folders), and ext4 makes a file slower the more were removed near it lately,
+	// which a loop of runs measures.
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		shm, err := os.MkdirTemp("/dev/shm", "keepup-bench-")
 		if err != nil {

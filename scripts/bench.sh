@@ -76,9 +76,11 @@ is keepup's own start alone (the Go runtime and its packages' initialization), w
 start pays once for the CLI, and a little over half as much again for each of the two keepup
 processes in the sandbox (the helper and the exec stub stop at package inside's init, before
 most of keepup's packages are initialized): so close to a bare bwrap's whole run that no cold
-start through the CLI can come within 1.5× of one. "-tmpfs" has keepup's home and the grant on tmpfs: each run makes and removes some 30 files
-(two folders' placeholders and their registry entries), and this machine's ext4 makes a file
-slower the more files were removed near it lately, which a loop of runs keeps doing.
+start through the CLI can come within 1.5× of one. "-tmpfs" has keepup's home and the grant on
+tmpfs: each run makes and removes some 57 files (the 26 placeholders of the grant and the
+outputs folder, their 26 registry entries, the session's state folder and outputs folder), and
+this machine's ext4 makes a file slower the more files were removed near it lately, which a
+loop of runs keeps doing.
 
 Where a cold start's time goes before keepup's processes run: bwrap alone running
 \`/usr/bin/true\`, side by side in one run (200 runs each; milliseconds), with the bare
