@@ -235,40 +235,39 @@ func (b *Backend) buildLayout(ctx context.Context, spec *sandbox.Spec, stateDir 
 	a("--ro-bind", b.cfg.Exe, ExePath)
 	if spec.Network.Enabled() {
 		bundle, jks, system := caStores(spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
-		for _, c := range []struct {
-			name, dest string
-			data       []byte
-		}{{"keepup-ca-bundle", CABundle, bundle}, {"keepup-java-truststore", JavaTrustStore, jks}} {
-			f, err := sealedFile(c.name, c.data)
-			if err != nil {
-				return l, fmt.Errorf("bwrap: %s: %w", c.dest, err)
+		// The bundle is shown at the system bundle's own path too, for the tools that read only
+		// that: where /etc shows it (a bound folder of etcFiles) and it is a plain file. There it
+		// is the one copy, and CABundle a link to it.
+		atSystem := false
+		if system != "" && strings.HasPrefix(system, "/etc/") {
+			top := strings.SplitN(strings.TrimPrefix(system, "/etc/"), "/", 2)[0]
+			if slices.Contains(etcFiles, top) {
+				_, err := os.Stat(system)
+				atSystem = err == nil
 			}
-			b.copyIn(l, f, c.dest)
 		}
+		f, err := sealedFile("keepup-ca-bundle", bundle)
+		if err != nil {
+			return l, fmt.Errorf("bwrap: %s: %w", CABundle, err)
+		}
+		if atSystem {
+			if b.feat.perms {
+				a("--perms", "0444")
+			}
+			a("--ro-bind-data", l.addFile(f), system, "--symlink", system, CABundle)
+		} else {
+			b.copyIn(l, f, CABundle)
+		}
+		if f, err = sealedFile("keepup-java-truststore", jks); err != nil {
+			return l, fmt.Errorf("bwrap: %s: %w", JavaTrustStore, err)
+		}
+		b.copyIn(l, f, JavaTrustStore)
 		if spec.Network.ProxyToken != "" {
 			f, err := sealedFile("keepup-java-agent", javaProxyAgentJar())
 			if err != nil {
 				return l, fmt.Errorf("bwrap: Java agent: %w", err)
 			}
 			b.copyIn(l, f, JavaProxyAgent)
-		}
-		// Shown at the system bundle's own path too, for the tools that read only that; only
-		// where /etc shows it (a bound folder of etcFiles) and it is a plain file.
-		if system != "" && strings.HasPrefix(system, "/etc/") {
-			top := strings.SplitN(strings.TrimPrefix(system, "/etc/"), "/", 2)[0]
-			if slices.Contains(etcFiles, top) {
-				if _, err := os.Stat(system); err == nil {
-					// A copy of its own: bwrap reads each descriptor to its end.
-					f, err := sealedFile("keepup-ca-bundle", bundle)
-					if err != nil {
-						return l, fmt.Errorf("bwrap: %s: %w", system, err)
-					}
-					if b.feat.perms {
-						a("--perms", "0444")
-					}
-					a("--ro-bind-data", l.addFile(f), system)
-				}
-			}
 		}
 	}
 

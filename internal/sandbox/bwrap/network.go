@@ -18,7 +18,8 @@ import (
 const (
 	ProxyAddr = "127.0.0.1:3128"
 	// CABundle is the trust store commands are pointed at: the host's system bundle and the
-	// proxy's CA. Where the host's bundle is a plain file at a usual path, it is shown there too.
+	// proxy's CA. Where the host's bundle is a plain file at a usual path, it is shown there
+	// too, and CABundle is a link to it.
 	// Java reads the same certificates from JavaTrustStore.
 	CABundle = "/.keepup/ca-bundle.pem"
 )
