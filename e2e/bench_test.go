@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/keepup/keepup/internal/benchtest"
 	"github.com/keepup/keepup/internal/sandbox"
 	"github.com/keepup/keepup/internal/sandbox/bwrap"
+	"github.com/keepup/keepup/internal/sandbox/inside"
 	"github.com/keepup/keepup/internal/scope"
 	"github.com/keepup/keepup/internal/tool"
 )
@@ -18,7 +20,8 @@ import (
 // BenchmarkSandboxLatency runs `true` four ways, side by side in one run: through
 // `keepup sandbox exec` (a cold sandbox per command, the whole CLI included; also with its
 // folders on tmpfs), through the bash tool in a warm session sandbox, through a bare bwrap with
-// the same namespaces, and with a bare fork/exec; and times `keepup version` alone.
+// the same namespaces, and with a bare fork/exec; and times `keepup version` alone, and a keepup
+// process's start up to where the sandbox's helper and exec stubs begin.
 func BenchmarkSandboxLatency(b *testing.B) {
 	bw, err := exec.LookPath("bwrap")
 	if err != nil {
@@ -105,6 +108,18 @@ func BenchmarkSandboxLatency(b *testing.B) {
 		benchtest.Latency(b, func() {
 			if err := exec.Command(keepupBin, "version").Run(); err != nil {
 				b.Fatal(err)
+			}
+		})
+	})
+
+	// A keepup process's start up to package inside's early init, where the sandbox's helper
+	// and each exec stub begin: without the socket a stub is given it stops there, exit 126.
+	b.Run("keepup-inside-start", func(b *testing.B) {
+		benchtest.Latency(b, func() {
+			err := exec.Command(keepupBin, inside.ExecCommand).Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 126 {
+				b.Fatalf("keepup %s without its socket: %v, want exit 126", inside.ExecCommand, err)
 			}
 		})
 	})

@@ -73,10 +73,10 @@ with its folders on tmpfs: $(awk '/^BenchmarkSandboxLatency\/cold-sandbox-exec-t
 The cold path includes the whole \`keepup\` CLI (configuration, grants, the helper handshake,
 teardown); the warm path includes the bash tool's parsing and classification. "keepup-version"
 is keepup's own start alone (the Go runtime and its packages' initialization), which every cold
-start pays once for the CLI, and a little over half as much again for each of the two keepup
-processes in the sandbox (the helper and the exec stub stop at package inside's init, before
-most of keepup's packages are initialized): so close to a bare bwrap's whole run that no cold
-start through the CLI can come within 1.5× of one. "-tmpfs" has keepup's home and the grant on
+start pays once for the CLI; "keepup-inside-start" is what each of the two keepup processes in
+the sandbox (the helper and the exec stub) pays: they begin at package inside's init, before
+most of keepup's packages are initialized. keepup-version alone is so close to a bare bwrap's
+whole run that no cold start through the CLI can come within 1.5× of one. "-tmpfs" has keepup's home and the grant on
 tmpfs: each run makes and removes some 57 files (the 26 placeholders of the grant and the
 outputs folder, their 26 registry entries, the session's state folder and outputs folder), and
 this machine's ext4 makes a file slower the more files were removed near it lately, which a
