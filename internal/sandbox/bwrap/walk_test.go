@@ -16,14 +16,37 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFDs counts this process's open descriptors.
-func openFDs(t *testing.T) int {
+// treeFDs counts this process's open descriptors of files and folders in the trees at roots.
+// Not all of its descriptors: others come and go meanwhile (a session that an earlier test
+// ended closes its inotify descriptor a moment later, in the background).
+func treeFDs(t *testing.T, roots ...string) int {
 	t.Helper()
+	var prefixes []string
+	for _, r := range roots {
+		real, err := filepath.EvalSymlinks(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefixes = append(prefixes, real)
+	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	n := 0
+	for _, e := range ents {
+		l, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue
+		}
+		for _, p := range prefixes {
+			if l == p || strings.HasPrefix(l, p+"/") {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // makeTree makes folders and files below root: a trailing "/" makes a folder; "link:A=B" makes
@@ -127,7 +150,7 @@ func TestWalkTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(want)
-	before := openFDs(t)
+	before := treeFDs(t, root)
 	got, err := walkAll(t, root, true)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +158,7 @@ func TestWalkTree(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("walk:\n got %v\nwant %v", got, want)
 	}
-	if n := openFDs(t); n != before {
+	if n := treeFDs(t, root); n != before {
 		t.Errorf("%d descriptors open after the walk, %d before", n, before)
 	}
 	// Without stat, no entry is taken for hard-linked.
@@ -182,7 +205,7 @@ func TestWalkTreeStops(t *testing.T) {
 	}
 	makeTree(t, root, paths...)
 	top := openTop(t, root)
-	before := openFDs(t)
+	before := treeFDs(t, root)
 	stop := errors.New("stop here")
 	for round := range 50 {
 		at := fmt.Sprintf("%d/%d", round%30, round%5)
@@ -200,7 +223,7 @@ func TestWalkTreeStops(t *testing.T) {
 		if !errors.Is(err, stop) {
 			t.Fatalf("round %d: %v, want the error of %s", round, err, at)
 		}
-		if n := openFDs(t); n != before {
+		if n := treeFDs(t, root); n != before {
 			t.Fatalf("round %d: %d descriptors open after the walk, %d before", round, n, before)
 		}
 		// The folders the walk had not reached when it stopped stay unlisted (1 + 30 + 150 + 150
@@ -228,7 +251,7 @@ func TestPlanGuardsBounds(t *testing.T) {
 		paths = append(paths, fmt.Sprintf("d%d/", i%7)+fmt.Sprint(i))
 	}
 	makeTree(t, root, paths...) // 49 files in 7 folders: 56 entries
-	before := openFDs(t)
+	before := treeFDs(t, root)
 	if _, err := planGuards(t.Context(), root, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 50 files and folders") {
 		t.Errorf("56 entries with a bound of 50: %v", err)
 	}
@@ -248,7 +271,7 @@ func TestPlanGuardsBounds(t *testing.T) {
 	if _, err := planGuards(t.Context(), links, []string{".bashrc"}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "hard-linked") {
 		t.Errorf("%d hard-linked files: %v", maxLinked+1, err)
 	}
-	if n := openFDs(t); n != before {
+	if n := treeFDs(t, root, links); n != before {
 		t.Errorf("%d descriptors open after the refusals, %d before", n, before)
 	}
 }
@@ -264,7 +287,7 @@ func TestWalkTreeWhileChanging(t *testing.T) {
 		paths = append(paths, fmt.Sprintf("%d/a/b/", i))
 	}
 	makeTree(t, root, paths...)
-	before := openFDs(t)
+	before := treeFDs(t, root, outside)
 	stop := make(chan struct{})
 	churned := make(chan struct{})
 	stopChurn := sync.OnceFunc(func() { close(stop); <-churned })
@@ -302,7 +325,7 @@ func TestWalkTreeWhileChanging(t *testing.T) {
 		}
 	}
 	stopChurn()
-	if n := openFDs(t); n != before {
+	if n := treeFDs(t, root, outside); n != before {
 		t.Errorf("%d descriptors open after the walks, %d before", n, before)
 	}
 }
@@ -314,11 +337,11 @@ func TestPlanGuardsCanceled(t *testing.T) {
 	makeTree(t, root, "a/b/c", "d/e")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	before := openFDs(t)
+	before := treeFDs(t, root)
 	if _, err := planGuards(ctx, root, []string{".bashrc"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: %v", err)
 	}
-	if n := openFDs(t); n != before {
+	if n := treeFDs(t, root); n != before {
 		t.Errorf("%d descriptors open after the walk, %d before", n, before)
 	}
 }
