@@ -83,6 +83,8 @@ type Backend struct {
 	// session of one command watches them: oneCommandWatchFrom, but for tests.
 	watchFrom int
 	planFault func(*inside.GuardPlan) // tests: changes each guard plan
+	// systemBundles are where the system's CA bundle is looked for: the package's, but for tests.
+	systemBundles []string
 
 	mu       sync.Mutex
 	sessions map[string]bool // live session ids
@@ -157,7 +159,7 @@ func New(cfg Config) (*Backend, error) {
 			saveProbe(cfg.StateDir, key, feat)
 		}
 	}
-	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}, stageFrom: stageMinGuards, watchFrom: oneCommandWatchFrom,
+	b := &Backend{cfg: cfg, bwrap: path, feat: feat, seccomp: prog, sessions: map[string]bool{}, stageFrom: stageMinGuards, watchFrom: oneCommandWatchFrom, systemBundles: systemBundles,
 		reg: &registry{dir: filepath.Join(cfg.StateDir, registryDir)}}
 	b.cg, b.cgWhy = findCgroup(cfg.CgroupParent)
 	if b.cg == nil && cfg.CgroupParent == "" {

@@ -139,7 +139,7 @@ func testCA(t testing.TB) []byte {
 func writeStores(t testing.TB) (dir string, ca []byte) {
 	t.Helper()
 	dir, ca = t.TempDir(), testCA(t)
-	bundle, jks, _ := caStores(ca, "")
+	bundle, jks, _ := caStores(systemBundles, ca, "")
 	for name, data := range map[string][]byte{"ca-bundle.pem": bundle, "java-truststore.jks": jks} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o444); err != nil {
 			t.Fatal(err)
@@ -409,7 +409,7 @@ func TestJavaTrustStoreKeytool(t *testing.T) {
 func BenchmarkCAStores(b *testing.B) {
 	ca := testCA(b)
 	for b.Loop() {
-		caStores(ca, "")
+		caStores(systemBundles, ca, "")
 	}
 }
 

@@ -234,7 +234,7 @@ func (b *Backend) buildLayout(ctx context.Context, spec *sandbox.Spec, stateDir 
 	a("--dir", "/var", "--symlink", "../tmp", "/var/tmp")
 	a("--ro-bind", b.cfg.Exe, ExePath)
 	if spec.Network.Enabled() {
-		bundle, jks, system := caStores(spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
+		bundle, jks, system := caStores(b.systemBundles, spec.Network.ProxyCA, filepath.Join(b.cfg.StateDir, systemCertsCache))
 		// The bundle is shown at the system bundle's own path too, for the tools that read only
 		// that: where /etc shows it (a bound folder of etcFiles) and it is a plain file. There it
 		// is the one copy, and CABundle a link to it.

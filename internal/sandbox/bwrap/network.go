@@ -71,14 +71,14 @@ func proxyEnv(n *sandbox.Network) map[string]string {
 }
 
 // caStores returns the session's trust stores: the PEM bundle, the system's (the first of
-// systemBundles found) followed by ca, and the same certificates for Java (a JKS store, see
+// bundles found, systemBundles but for tests) followed by ca, and the same certificates for Java (a JKS store, see
 // javaTrustStore); and the system bundle's path when it is a plain file ("" when none was
 // found, or it is a link). cacheFile is javaTrustStore's. They go into the sandbox from memory
 // files, never through the state folder: one session's stores written and removed on disk
 // cost its start and its end some 380 KB of writes each.
-func caStores(ca []byte, cacheFile string) (bundle, jks []byte, system string) {
+func caStores(bundles []string, ca []byte, cacheFile string) (bundle, jks []byte, system string) {
 	var b []byte
-	for _, p := range systemBundles {
+	for _, p := range bundles {
 		fi, err := os.Lstat(p)
 		if err != nil {
 			continue

@@ -17,19 +17,17 @@ import (
 // sandbox (here: a bundle outside /etc), CABundle is a plain file of its own, holding that
 // bundle and the session CA. (Where it is shown, CABundle links to it: TestEgressBridge.)
 func TestCABundleOffTheSystemPath(t *testing.T) {
-	// Not parallel: it changes systemBundles.
+	t.Parallel()
 	system, ca := testCA(t), testCA(t)
 	path := filepath.Join(t.TempDir(), "bundle.pem")
 	if err := os.WriteFile(path, system, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	old := systemBundles
-	systemBundles = []string{path}
-	t.Cleanup(func() { systemBundles = old })
 	b, err := New(Config{Exe: os.Args[0], StateDir: t.TempDir()})
 	if err != nil {
 		t.Skip(err)
 	}
+	b.systemBundles = []string{path}
 	spec := sandbox.Spec{SessionID: "ca-off-system",
 		Mounts:  []sandbox.Mount{{Host: t.TempDir(), Dest: "/sessions/ca-off-system/mnt/w", RW: true}},
 		Network: sandbox.Network{Serve: func(net.Listener) error { return nil }, ProxyToken: "token", ProxyCA: ca}}
